@@ -180,6 +180,25 @@ static void timeout_unlink(struct loop *l, struct conn *c)
     c->tprev = c->tnext = NULL;
 }
 
+/* Arrivals of several flows are issued flow by flow, so deadlines can come slightly out of order: walk
+ * back from the tail (rarely more than a step) to keep the list sorted. */
+static void timeout_insert(struct loop *l, struct conn *c)
+{
+    struct conn *p = l->ttail;
+    while (p != NULL && p->deadline > c->deadline)
+        p = p->tprev;
+    c->tprev = p;
+    c->tnext = p ? p->tnext : l->thead;
+    if (c->tnext)
+        c->tnext->tprev = c;
+    else
+        l->ttail = c;
+    if (p)
+        p->tnext = c;
+    else
+        l->thead = c;
+}
+
 static void conn_free(struct loop *l, struct conn *c)
 {
     if (c->fd >= 0)
@@ -388,13 +407,9 @@ static void issue(struct loop *l, struct gl_flow *f, int64_t start)
         c->fd = -1;
         c->flow = f;
         c->start = start;
+        c->deadline = start + l->timeout_ns;
         reset_response(c);
-        c->tprev = l->ttail;
-        if (l->ttail)
-            l->ttail->tnext = c;
-        else
-            l->thead = c;
-        l->ttail = c;
+        timeout_insert(l, c);
         finish(l, c, 0, GL_FAIL_CONNECT);
         return;
     }
@@ -402,13 +417,7 @@ static void issue(struct loop *l, struct gl_flow *f, int64_t start)
     c->start = start;
     c->deadline = start + l->timeout_ns;
     reset_response(c);
-    c->tprev = l->ttail;
-    c->tnext = NULL;
-    if (l->ttail)
-        l->ttail->tnext = c;
-    else
-        l->thead = c;
-    l->ttail = c;
+    timeout_insert(l, c);
     if (c->state == C_CONNECTING) {
         if (watch(l, c, EPOLLOUT) != 0)
             finish(l, c, 0, GL_FAIL_CONNECT);
