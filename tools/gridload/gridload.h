@@ -37,8 +37,8 @@ struct gl_flow {
     /* configuration */
     char *name;
     char *key;
-    double rate;    /* Poisson arrivals per second (open loop) */
-    int conc;       /* > 0: closed loop with this many requests in flight, rate ignored */
+    double rate; /* Poisson arrivals per second (open loop) */
+    int conc;    /* > 0: closed loop with this many requests in flight, rate ignored */
     int stream;
     int max_tokens;
     int prompt_tokens;
@@ -66,7 +66,7 @@ struct gl_flow {
 
 struct gl_config {
     const char *target;
-    char *host;   /* from --target */
+    char *host; /* from --target */
     char *port;
     char *prefix; /* path prefix, without trailing '/' */
     char *hostport;
@@ -81,10 +81,10 @@ struct gl_config {
 
 /* What a body scan found; a scanner is fed one SSE/NDJSON payload (or a whole JSON body) at a time. */
 struct gl_scan {
-    int content;    /* a non-empty content / response string was seen */
-    int usage;      /* completion token count from usage.completion_tokens or eval_count; -1 if absent */
-    int error;      /* a top-level "error" key */
-    int done;       /* Ollama "done": true */
+    int content; /* a non-empty content / response string was seen */
+    int usage;   /* completion token count from usage.completion_tokens or eval_count; -1 if absent */
+    int error;   /* a top-level "error" key */
+    int done;    /* Ollama "done": true */
 };
 
 /* Scans one JSON text for the keys gridload cares about, at any depth, without building a tree. */

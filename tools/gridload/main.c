@@ -214,7 +214,7 @@ static int parse_flow(const char *spec, const struct defaults *d, struct gl_flow
 
 static void build_request(const struct gl_config *cfg, struct gl_flow *f)
 {
-    static const char *const words[] = {"the", "quick", "brown", "fox", "jumps", "over", "a", "lazy",
+    static const char *const words[] = {"the", "quick", "brown", "fox", "jumps", "over", "a",  "lazy",
                                         "dog", "while", "seven", "red", "birds", "sing", "in", "rain"};
     size_t plen = 0;
     char *prompt = malloc((size_t)f->prompt_tokens * 8 + 1);
@@ -232,8 +232,8 @@ static void build_request(const struct gl_config *cfg, struct gl_flow *f)
             json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
     } else if (f->api == GL_API_OLLAMA) {
         path = "/api/chat";
-        body = json_pack("{s:s, s:[{s:s, s:s}], s:b, s:{s:i}}", "model", f->model, "messages", "role", "user", "content",
-                         prompt, "stream", f->stream, "options", "num_predict", f->max_tokens);
+        body = json_pack("{s:s, s:[{s:s, s:s}], s:b, s:{s:i}}", "model", f->model, "messages", "role", "user", "content", prompt,
+                         "stream", f->stream, "options", "num_predict", f->max_tokens);
     } else {
         path = "/api/generate";
         body = json_pack("{s:s, s:s, s:b, s:{s:i}}", "model", f->model, "prompt", prompt, "stream", f->stream, "options",
@@ -280,22 +280,47 @@ int main(int argc, char **argv)
     gg_log_prog = "gridload";
     gg_log_level = GG_LOG_WARN;
     struct gl_config cfg = {.target = "http://127.0.0.1:8080", .timeout = 30, .max_outstanding = 4096, .seed = 1};
-    struct defaults d = {.stream = 1, .max_tokens = 32, .prompt_tokens = 16, .api = GL_API_OPENAI, .model = "llama3",
-                         .duration = 10, .warmup = 0};
+    struct defaults d = {
+        .stream = 1, .max_tokens = 32, .prompt_tokens = 16, .api = GL_API_OPENAI, .model = "llama3", .duration = 10, .warmup = 0};
     const char **specs = calloc((size_t)argc, sizeof(*specs));
     size_t nspecs = 0;
-    enum { O_TARGET = 256, O_MODEL, O_API, O_STREAM, O_MAXTOK, O_PROMPT, O_DURATION, O_WARMUP, O_TIMEOUT, O_MAXOUT, O_SEED,
-           O_JSON, O_FLOW, O_QUIET, O_LOGLEVEL, O_HELP, O_VERSION };
-    static const struct option longopts[] = {
-        {"target", required_argument, NULL, O_TARGET},       {"model", required_argument, NULL, O_MODEL},
-        {"api", required_argument, NULL, O_API},             {"stream", required_argument, NULL, O_STREAM},
-        {"max-tokens", required_argument, NULL, O_MAXTOK},   {"prompt-tokens", required_argument, NULL, O_PROMPT},
-        {"duration", required_argument, NULL, O_DURATION},   {"warmup", required_argument, NULL, O_WARMUP},
-        {"timeout", required_argument, NULL, O_TIMEOUT},     {"max-outstanding", required_argument, NULL, O_MAXOUT},
-        {"seed", required_argument, NULL, O_SEED},           {"json", required_argument, NULL, O_JSON},
-        {"flow", required_argument, NULL, O_FLOW},           {"quiet", no_argument, NULL, O_QUIET},
-        {"log-level", required_argument, NULL, O_LOGLEVEL},  {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},           {NULL, 0, NULL, 0}};
+    enum {
+        O_TARGET = 256,
+        O_MODEL,
+        O_API,
+        O_STREAM,
+        O_MAXTOK,
+        O_PROMPT,
+        O_DURATION,
+        O_WARMUP,
+        O_TIMEOUT,
+        O_MAXOUT,
+        O_SEED,
+        O_JSON,
+        O_FLOW,
+        O_QUIET,
+        O_LOGLEVEL,
+        O_HELP,
+        O_VERSION
+    };
+    static const struct option longopts[] = {{"target", required_argument, NULL, O_TARGET},
+                                             {"model", required_argument, NULL, O_MODEL},
+                                             {"api", required_argument, NULL, O_API},
+                                             {"stream", required_argument, NULL, O_STREAM},
+                                             {"max-tokens", required_argument, NULL, O_MAXTOK},
+                                             {"prompt-tokens", required_argument, NULL, O_PROMPT},
+                                             {"duration", required_argument, NULL, O_DURATION},
+                                             {"warmup", required_argument, NULL, O_WARMUP},
+                                             {"timeout", required_argument, NULL, O_TIMEOUT},
+                                             {"max-outstanding", required_argument, NULL, O_MAXOUT},
+                                             {"seed", required_argument, NULL, O_SEED},
+                                             {"json", required_argument, NULL, O_JSON},
+                                             {"flow", required_argument, NULL, O_FLOW},
+                                             {"quiet", no_argument, NULL, O_QUIET},
+                                             {"log-level", required_argument, NULL, O_LOGLEVEL},
+                                             {"help", no_argument, NULL, O_HELP},
+                                             {"version", no_argument, NULL, O_VERSION},
+                                             {NULL, 0, NULL, 0}};
     int rc = 0, opt;
     double seed;
     while (rc == 0 && (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {

@@ -59,10 +59,9 @@ static json_t *dist_json(const struct dist *d)
     double sum = 0;
     for (size_t i = 0; i < d->n; i++)
         sum += (double)d->v[i];
-    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "n", (json_int_t)d->n, "p50", jnum(pct(d, 50)), "p90",
-                     jnum(pct(d, 90)), "p99", jnum(pct(d, 99)), "mean", jnum(d->n ? sum / (double)d->n / NS_PER_MS : -1), "min",
-                     jnum(d->n ? (double)d->v[0] / NS_PER_MS : -1), "max",
-                     jnum(d->n ? (double)d->v[d->n - 1] / NS_PER_MS : -1));
+    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "n", (json_int_t)d->n, "p50", jnum(pct(d, 50)), "p90", jnum(pct(d, 90)),
+                     "p99", jnum(pct(d, 99)), "mean", jnum(d->n ? sum / (double)d->n / NS_PER_MS : -1), "min",
+                     jnum(d->n ? (double)d->v[0] / NS_PER_MS : -1), "max", jnum(d->n ? (double)d->v[d->n - 1] / NS_PER_MS : -1));
 }
 
 static int sample_ok(const struct gl_sample *s)
@@ -158,8 +157,8 @@ static void fmt_ms(char *buf, size_t len, double v)
 
 static void print_table(const struct gl_config *cfg, struct summary *ms)
 {
-    printf("%-12s %7s %7s %9s %9s %9s %9s %9s %9s %9s  %s\n", "flow", "sent", "ok", "ttft_p50", "ttft_p90", "ttft_p99",
-           "tpot_p50", "e2e_p50", "e2e_p99", "tok/s", "errors");
+    printf("%-12s %7s %7s %9s %9s %9s %9s %9s %9s %9s  %s\n", "flow", "sent", "ok", "ttft_p50", "ttft_p90", "ttft_p99", "tpot_p50",
+           "e2e_p50", "e2e_p99", "tok/s", "errors");
     for (size_t i = 0; i < cfg->nflows; i++) {
         const struct gl_flow *f = &cfg->flows[i];
         struct summary *m = &ms[i];
@@ -206,11 +205,11 @@ static json_t *windows_json(const struct gl_flow *f, size_t nwin)
                 d.v[d.n++] = s->ttft;
         }
         dist_sort(&d);
-        json_array_append_new(
-            arr, json_pack("{s:I, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:I}", "t", (json_int_t)t, "warmup", (double)t < f->warmup,
-                           "sent", (json_int_t)sent, "ok", (json_int_t)ok, "errors", (json_int_t)errors, "dropped",
-                           (json_int_t)(t < f->ndrop_sec ? f->drop_per_sec[t] : 0), "ttft_p50_ms", jnum(pct(&d, 50)),
-                           "ttft_p99_ms", jnum(pct(&d, 99)), "tokens", (json_int_t)(t < f->ntok_sec ? f->tok_per_sec[t] : 0)));
+        json_array_append_new(arr, json_pack("{s:I, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:I}", "t", (json_int_t)t, "warmup",
+                                             (double)t < f->warmup, "sent", (json_int_t)sent, "ok", (json_int_t)ok, "errors",
+                                             (json_int_t)errors, "dropped", (json_int_t)(t < f->ndrop_sec ? f->drop_per_sec[t] : 0),
+                                             "ttft_p50_ms", jnum(pct(&d, 50)), "ttft_p99_ms", jnum(pct(&d, 99)), "tokens",
+                                             (json_int_t)(t < f->ntok_sec ? f->tok_per_sec[t] : 0)));
     }
     free(sorted);
     free(d.v);
@@ -232,9 +231,9 @@ static json_t *flow_json(const struct gl_config *cfg, const struct gl_flow *f, c
         json_object_set_new(errors, fail_names[k], json_integer((json_int_t)m->fails[k]));
     json_object_set_new(errors, "dropped", json_integer((json_int_t)f->dropped));
 
-    json_t *o = json_pack("{s:s, s:s, s:b, s:i, s:i, s:s, s:f, s:i, s:f, s:f}", "name", f->name, "api", api_names[f->api],
-                          "stream", f->stream, "max_tokens", f->max_tokens, "prompt_tokens", f->prompt_tokens, "model", f->model,
-                          "rate", f->rate, "conc", f->conc, "warmup_s", f->warmup, "duration_s", f->duration);
+    json_t *o = json_pack("{s:s, s:s, s:b, s:i, s:i, s:s, s:f, s:i, s:f, s:f}", "name", f->name, "api", api_names[f->api], "stream",
+                          f->stream, "max_tokens", f->max_tokens, "prompt_tokens", f->prompt_tokens, "model", f->model, "rate",
+                          f->rate, "conc", f->conc, "warmup_s", f->warmup, "duration_s", f->duration);
     json_object_set_new(o, "sent", json_integer((json_int_t)m->sent));
     json_object_set_new(o, "ok", json_integer((json_int_t)m->ok));
     json_object_set_new(o, "errors", errors);
