@@ -1,0 +1,575 @@
+/* One inference request on its way through a backend.
+ *
+ * The client's response head is held back until the first body byte arrives from the backend, so a
+ * backend that refuses, resets, answers 503 or closes before sending anything can be replaced by another
+ * one without the client noticing. After the first byte reaches the client there is no retry: a stream
+ * that breaks ends with an error event in the client's dialect.
+ *
+ * Streams pass through a double buffer: one half is being written to the client (h2o owns it until
+ * proceed), the other collects what the backend sends meanwhile. When that half grows past HIGH_WATER
+ * the backend socket is paused, which is the back-pressure a slow client exerts on the engine. */
+#include "gridgate/proxy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "gridgate/accesslog.h"
+#include "gridgate/backend.h"
+#include "gridgate/dialect.h"
+#include "gridgate/log.h"
+#include "gridgate/metrics.h"
+#include "gridgate/respond.h"
+#include "gridgate/router.h"
+#include "gridgate/server.h"
+#include "gridgate/stream.h"
+#include "gridgate/upstream.h"
+
+#define HIGH_WATER (256 * 1024)
+#define MAX_EVENT (4 * 1024 * 1024)
+
+gg_proxy_config_t gg_proxy_config = {
+    .connect_ms = 3000, .first_byte_ms = 120000, .idle_ms = 60000, .max_attempts = 3, .max_response_bytes = 64 << 20};
+
+static gg_metric_t *m_requests, *m_ttft, *m_duration, *m_retries, *m_failovers, *m_tokens;
+
+void gg_proxy_init(void)
+{
+    m_requests = gg_metric_counter("gridgate_requests_total", "Requests answered, by model, backend and status code.");
+    m_ttft = gg_metric_histogram("gridgate_ttft_seconds", "Time to first generated token of streamed responses.",
+                                 gg_metrics_latency_buckets);
+    m_duration = gg_metric_histogram("gridgate_request_duration_seconds", "Time from request to the end of its response.",
+                                     gg_metrics_latency_buckets);
+    m_retries = gg_metric_counter("gridgate_retries_total", "Attempts repeated on another backend, by reason.");
+    m_failovers = gg_metric_counter("gridgate_failovers_total", "Requests that were answered by a backend other than the first.");
+    m_tokens = gg_metric_counter("gridgate_tokens_total", "Tokens in and out, by model and direction.");
+}
+
+typedef struct call {
+    h2o_generator_t gen; /* first: h2o hands the generator back to proceed/stop */
+    h2o_req_t *req;
+    gg_worker_t *w;
+    gg_reqinfo_t ri;
+    const char *client_path;
+    char model[128];
+    uint64_t served[GG_BACKEND_WORDS], loaded[GG_BACKEND_WORDS], tried[GG_BACKEND_WORDS];
+    unsigned attempts;
+    int slot;       /* backend of the current attempt, -1 before the first */
+    int first_slot; /* backend of the first attempt, for the failover count */
+    int dispatched; /* counted in the backend's in-flight */
+    gg_upstream_req_t *up;
+    char *body[2]; /* upstream body per upstream dialect, serialized on first need */
+    size_t body_len[2];
+    enum gg_dialect up_dialect;
+    int up_status;
+    int streaming; /* the upstream answers SSE or NDJSON */
+    int translate; /* the upstream speaks another dialect than the client */
+    int drop_usage_chunk;
+    gg_stream_parser_t parser;
+    gg_xlate_t xlate;
+    gg_usage_t usage;
+    gg_buf_t pending, inflight;
+    unsigned head_sent : 1, sending : 1, final_queued : 1, final_sent : 1, paused : 1, parser_live : 1, xlate_live : 1;
+    const char *error; /* what went wrong, for the log */
+    uint64_t t_start, t_first_token;
+    size_t bytes_out;
+} call_t;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static uint64_t rand_cb(void *w)
+{
+    return gg_worker_rand(w);
+}
+
+static void try_next(call_t *c);
+
+/* --- backend accounting ------------------------------------------------------------------------- */
+
+static void release_backend(call_t *c, int failed)
+{
+    if (!c->dispatched)
+        return;
+    c->dispatched = 0;
+    gg_backend_t *b = &gg_backends[c->slot];
+    atomic_fetch_sub_explicit(&b->inflight, 1, memory_order_relaxed);
+    if (failed)
+        gg_backend_report_failure(b);
+    else
+        gg_backend_report_success(b);
+}
+
+static gg_upstream_pool_t *pool_for(gg_worker_t *w, int slot)
+{
+    gg_backend_t *b = &gg_backends[slot];
+    uint32_t gen = atomic_load_explicit(&b->generation, memory_order_acquire);
+    if (w->pools[slot] == NULL || w->pool_generation[slot] != gen) {
+        /* A slot reused by another backend: the old pool's connections lead elsewhere. Idle ones are
+         * closed; requests still using them keep their own connections until they end. */
+        if (w->pools[slot] != NULL)
+            gg_upstream_pool_destroy(w->pools[slot]);
+        w->pools[slot] = gg_upstream_pool_create(w->loop, b->host, b->port, 64, 0);
+        w->pool_generation[slot] = gen;
+    }
+    return w->pools[slot];
+}
+
+/* --- sending to the client ---------------------------------------------------------------------- */
+
+static void flush(call_t *c)
+{
+    if (!c->head_sent || c->sending || c->final_sent)
+        return;
+    if (c->pending.len == 0 && !c->final_queued)
+        return;
+    gg_buf_t t = c->inflight;
+    c->inflight = c->pending;
+    c->pending = t;
+    gg_buf_reset(&c->pending);
+    c->sending = 1;
+    c->bytes_out += c->inflight.len;
+    h2o_iovec_t v = h2o_iovec_init(c->inflight.base, c->inflight.len);
+    if (c->final_queued)
+        c->final_sent = 1;
+    h2o_send(c->req, &v, v.len ? 1 : 0, c->final_queued ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    call_t *c = (call_t *)gen;
+    c->sending = 0;
+    gg_buf_reset(&c->inflight);
+    if (c->paused && c->up != NULL && c->pending.len < HIGH_WATER) {
+        c->paused = 0;
+        gg_upstream_resume(c->up);
+    }
+    flush(c);
+}
+
+static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    call_t *c = (call_t *)gen;
+    if (c->up != NULL) {
+        /* The client left: closing the upstream connection is how the engine learns to stop. */
+        gg_upstream_cancel(c->up);
+        c->up = NULL;
+        c->error = "client went away";
+        release_backend(c, 0);
+    }
+}
+
+static void start_stream_response(call_t *c)
+{
+    h2o_req_t *req = c->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    if (c->ri.dialect == GG_DIALECT_OPENAI) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+    } else {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-ndjson"));
+    }
+    c->gen.proceed = on_proceed;
+    c->gen.stop = on_stop;
+    h2o_start_response(req, &c->gen);
+    c->head_sent = 1;
+}
+
+/* Ends a stream that broke after it started, in the client's dialect. */
+static void end_stream_with_error(call_t *c, const char *message)
+{
+    if (!c->xlate_live) {
+        gg_xlate_init(&c->xlate, c->ri.dialect, c->ri.dialect, c->ri.ep, c->model, c->ri.include_usage);
+        c->xlate_live = 1;
+    }
+    gg_xlate_error(&c->xlate, message, &c->pending);
+    c->final_queued = 1;
+    flush(c);
+}
+
+/* --- answering without a stream ------------------------------------------------------------------- */
+
+static void respond_upstream_error(call_t *c, int status, const char *message)
+{
+    const char *type = status == 504 ? "timeout_error" : status == 503 ? "service_unavailable" : "upstream_error";
+    if (status == 503)
+        gg_respond_error_retry(c->req, c->ri.dialect, status, message, type, NULL, 1);
+    else
+        gg_respond_error(c->req, c->ri.dialect, status, message, type, NULL);
+    c->final_sent = 1;
+}
+
+/* The upstream's error body, re-said in the client's dialect with the upstream's status. */
+static void respond_translated_error(call_t *c)
+{
+    char msg[512] = "upstream error";
+    json_error_t jerr;
+    json_t *j = json_loadb(c->pending.base, c->pending.len, 0, &jerr);
+    json_t *e = j ? json_object_get(j, "error") : NULL;
+    if (json_is_string(e))
+        snprintf(msg, sizeof(msg), "%s", json_string_value(e));
+    else if (json_is_object(e) && json_is_string(json_object_get(e, "message")))
+        snprintf(msg, sizeof(msg), "%s", json_string_value(json_object_get(e, "message")));
+    else if (c->pending.len)
+        snprintf(msg, sizeof(msg), "%.*s", (int)(c->pending.len < 400 ? c->pending.len : 400), c->pending.base);
+    json_decref(j);
+    int status = c->up_status;
+    const char *code = status == 404 ? "model_not_found" : NULL;
+    const char *type = status == 404 ? "invalid_request_error" : status < 500 ? "invalid_request_error" : "upstream_error";
+    gg_respond_error(c->req, c->ri.dialect, status, msg, type, code);
+    c->final_sent = 1;
+}
+
+static void respond_buffered(call_t *c)
+{
+    if (c->up_status < 200 || c->up_status >= 300) {
+        respond_translated_error(c);
+        return;
+    }
+    gg_usage_observe(&c->usage, c->up_dialect, c->pending.base, c->pending.len);
+    int want_base64 = c->ri.ep == GG_EP_EMBED && c->ri.dialect == GG_DIALECT_OPENAI &&
+                      json_is_string(json_object_get(c->ri.root, "encoding_format")) &&
+                      strcmp(json_string_value(json_object_get(c->ri.root, "encoding_format")), "base64") == 0;
+    if (!c->translate) {
+        gg_respond(c->req, c->up_status, "application/json", c->pending.base, c->pending.len);
+        c->final_sent = 1;
+        return;
+    }
+    json_error_t jerr;
+    json_t *in = json_loadb(c->pending.base, c->pending.len, 0, &jerr);
+    json_t *out = in ? gg_dialect_response(c->up_dialect, c->ri.dialect, c->ri.ep, in, c->model, want_base64) : NULL;
+    json_decref(in);
+    if (out == NULL) {
+        c->error = "invalid JSON from backend";
+        respond_upstream_error(c, 502, "the backend answered with a body that is not valid JSON");
+        return;
+    }
+    char *s = json_dumps(out, GG_JSON_DUMP_FLAGS);
+    json_decref(out);
+    gg_respond(c->req, 200, "application/json", s, strlen(s));
+    free(s);
+    c->final_sent = 1;
+}
+
+/* --- upstream callbacks --------------------------------------------------------------------------- */
+
+static int is_content_type(const struct phr_header *h, size_t n, const char *want)
+{
+    size_t wl = strlen(want);
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name_len == 12 && strncasecmp(h[i].name, "content-type", 12) == 0)
+            return h[i].value_len >= wl && strncasecmp(h[i].value, want, wl) == 0;
+    return 0;
+}
+
+static void on_event(void *ctx, const char *data, size_t len)
+{
+    call_t *c = ctx;
+    int ev = gg_usage_observe(&c->usage, c->up_dialect, data, len);
+    if ((ev & GG_USAGE_EV_CONTENT) && c->t_first_token == 0)
+        c->t_first_token = now_ns();
+    if (c->translate) {
+        if (gg_xlate_event(&c->xlate, data, len, &c->pending) != 0)
+            c->error = "invalid event from backend";
+    }
+}
+
+static int on_head(void *ctx, int status, int minor, const struct phr_header *headers, size_t n)
+{
+    call_t *c = ctx;
+    c->up_status = status;
+    if (status == 503) {
+        /* A full engine queue: someone else may have room. Nothing reached the client yet. */
+        return -1;
+    }
+    c->streaming = status == 200 && (is_content_type(headers, n, "text/event-stream") ||
+                                     is_content_type(headers, n, "application/x-ndjson"));
+    if (c->streaming) {
+        gg_stream_init(&c->parser, c->up_dialect == GG_DIALECT_OPENAI ? GG_STREAM_SSE : GG_STREAM_NDJSON, MAX_EVENT);
+        c->parser_live = 1;
+        if (c->translate) {
+            gg_xlate_init(&c->xlate, c->up_dialect, c->ri.dialect, c->ri.ep, c->model, c->ri.include_usage);
+            c->xlate_live = 1;
+        }
+    }
+    return 0;
+}
+
+static int on_body(void *ctx, const char *buf, size_t len)
+{
+    call_t *c = ctx;
+    if (!c->streaming) {
+        if (c->pending.len + len > gg_proxy_config.max_response_bytes) {
+            c->error = "response too large";
+            return -1;
+        }
+        gg_buf_append(&c->pending, buf, len);
+        return 0;
+    }
+    if (!c->translate)
+        gg_buf_append(&c->pending, buf, len);
+    if (gg_stream_feed(&c->parser, buf, len, on_event, c) != 0)
+        c->error = "event too large";
+    if (!c->head_sent && c->pending.len != 0)
+        start_stream_response(c);
+    flush(c);
+    if (c->pending.len >= HIGH_WATER && !c->paused) {
+        c->paused = 1;
+        gg_upstream_pause(c->up);
+    }
+    return 0;
+}
+
+static void on_end(void *ctx)
+{
+    call_t *c = ctx;
+    c->up = NULL;
+    release_backend(c, 0);
+    if (!c->streaming) {
+        respond_buffered(c);
+        return;
+    }
+    gg_stream_finish(&c->parser, on_event, c);
+    if (!c->head_sent)
+        start_stream_response(c);
+    if (!c->usage.done) {
+        end_stream_with_error(c, "the backend ended the stream before it was complete");
+        return;
+    }
+    c->final_queued = 1;
+    flush(c);
+}
+
+static void on_error(void *ctx, const char *err, enum gg_upstream_phase phase)
+{
+    call_t *c = ctx;
+    c->up = NULL;
+    c->error = err;
+    int backend_fault = err != gg_upstream_err_pool_full;
+    release_backend(c, backend_fault);
+    if (c->head_sent) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "the backend failed mid-stream: %s", err);
+        end_stream_with_error(c, msg);
+        return;
+    }
+    int timeout = err == gg_upstream_err_first_byte_timeout || err == gg_upstream_err_idle_timeout ||
+                  err == gg_upstream_err_connect_timeout;
+    if (!timeout && c->up_status != 0 && c->up_status != 503 && !c->streaming) {
+        /* The backend answered and then broke while we buffered: a bad response, not a refusal. */
+        respond_upstream_error(c, 502, "the backend's response broke off");
+        return;
+    }
+    if (timeout && err != gg_upstream_err_connect_timeout) {
+        respond_upstream_error(c, 504, "the backend did not answer in time");
+        return;
+    }
+    gg_metric_add(m_retries, err == gg_upstream_err_refused ? "reason=\"refused\"" : "reason=\"failed\"", 1);
+    try_next(c);
+}
+
+static int on_head_cb(void *ctx, int status, int minor, const struct phr_header *h, size_t n)
+{
+    call_t *c = ctx;
+    if (on_head(ctx, status, minor, h, n) == 0)
+        return 0;
+    /* 503: give the attempt back and move on. */
+    c->up = NULL;
+    c->error = "backend queue full";
+    release_backend(c, 0);
+    gg_metric_add(m_retries, "reason=\"503\"", 1);
+    try_next(c);
+    return -1;
+}
+
+static const gg_upstream_callbacks_t upstream_cb = {on_head_cb, on_body, on_end, on_error};
+
+/* --- attempts ------------------------------------------------------------------------------------- */
+
+static enum gg_dialect dialect_of(const gg_backend_t *b)
+{
+    return atomic_load_explicit(&b->kind, memory_order_relaxed) == GG_ENGINE_OLLAMA ? GG_DIALECT_OLLAMA : GG_DIALECT_OPENAI;
+}
+
+/* The body and path for an upstream of dialect `d`; serialized once per dialect. */
+static const char *prepare_body(call_t *c, enum gg_dialect d, char *path, size_t pathlen)
+{
+    if (d == c->ri.dialect) {
+        snprintf(path, pathlen, "%s", c->client_path);
+        if (c->body[d] == NULL)
+            c->body[d] = gg_reqinfo_serialize(&c->ri, &c->body_len[d]);
+        return c->body[d];
+    }
+    char err[160];
+    json_t *j = gg_dialect_request(c->ri.dialect, d, c->ri.ep, c->ri.root, path, pathlen, err, sizeof(err));
+    if (j == NULL) {
+        gg_debug("cannot translate for %s: %s", c->model, err);
+        return NULL;
+    }
+    if (c->body[d] == NULL) {
+        c->body[d] = json_dumps(j, GG_JSON_DUMP_FLAGS);
+        c->body_len[d] = c->body[d] ? strlen(c->body[d]) : 0;
+    }
+    json_decref(j);
+    return c->body[d];
+}
+
+static void try_next(call_t *c)
+{
+    if (c->attempts >= gg_proxy_config.max_attempts) {
+        respond_upstream_error(c, 502, "every backend tried for this request failed");
+        return;
+    }
+    gg_route_req_t r = {.served = c->served, .loaded = c->loaded, .exclude = c->tried};
+    if (c->ri.user != NULL)
+        r.affinity = gg_route_hash(c->ri.user, strlen(c->ri.user));
+    ssize_t hi = h2o_find_header_by_str(&c->req->headers, H2O_STRLIT("x-session-id"), -1);
+    if (hi != -1)
+        r.affinity = gg_route_hash(c->req->headers.entries[hi].value.base, c->req->headers.entries[hi].value.len);
+    int slot = gg_route_pick(&r, rand_cb, c->w);
+    if (slot < 0) {
+        if (c->attempts == 0)
+            gg_respond_error_retry(c->req, c->ri.dialect, 503, "no healthy backend serves this model right now",
+                                   "service_unavailable", "no_healthy_backend", 1);
+        else if (c->up_status == 503)
+            gg_respond_error_retry(c->req, c->ri.dialect, 503, "every backend that serves this model is full",
+                                   "service_unavailable", "backends_full", 1);
+        else
+            respond_upstream_error(c, 502, "every backend tried for this request failed");
+        c->final_sent = 1;
+        return;
+    }
+    gg_backend_t *b = &gg_backends[slot];
+    c->tried[slot / 64] |= 1ull << (slot % 64);
+    c->attempts++;
+    c->slot = slot;
+    if (c->first_slot < 0)
+        c->first_slot = slot;
+    c->up_dialect = dialect_of(b);
+    c->translate = c->up_dialect != c->ri.dialect;
+    c->up_status = 0;
+    c->streaming = 0;
+    if (c->parser_live) {
+        gg_stream_dispose(&c->parser);
+        c->parser_live = 0;
+    }
+    if (c->xlate_live) {
+        gg_xlate_dispose(&c->xlate);
+        c->xlate_live = 0;
+    }
+    gg_buf_reset(&c->pending);
+    gg_usage_init(&c->usage);
+
+    char path[64];
+    const char *body = prepare_body(c, c->up_dialect, path, sizeof(path));
+    if (body == NULL) {
+        gg_respond_error(c->req, c->ri.dialect, 400, "this request cannot be translated for the backend that serves the model",
+                         "invalid_request_error", NULL);
+        c->final_sent = 1;
+        return;
+    }
+    char *head = h2o_mem_alloc_pool(&c->req->pool, 512 + sizeof(path));
+    int hl = snprintf(head, 512 + sizeof(path),
+                      "POST %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "User-Agent: gridgate\r\nAccept: */*\r\n\r\n",
+                      path, b->host, b->port, c->body_len[c->up_dialect]);
+    atomic_fetch_add_explicit(&b->inflight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
+    c->dispatched = 1;
+    gg_upstream_timeouts_t t = {gg_proxy_config.connect_ms, gg_proxy_config.first_byte_ms, gg_proxy_config.idle_ms};
+    c->up = gg_upstream_send(pool_for(c->w, slot), h2o_iovec_init(head, hl), h2o_iovec_init(body, c->body_len[c->up_dialect]),
+                             &t, &upstream_cb, c);
+}
+
+/* --- lifetime ------------------------------------------------------------------------------------- */
+
+static void on_dispose(void *p)
+{
+    call_t *c = p;
+    if (c->up != NULL) {
+        gg_upstream_cancel(c->up);
+        c->up = NULL;
+        if (c->error == NULL)
+            c->error = "client went away";
+    }
+    release_backend(c, 0);
+    uint64_t end = now_ns();
+    const char *backend = c->slot >= 0 ? gg_backends[c->slot].name : "";
+    int status = c->req->res.status;
+
+    gg_buf_t l = GG_BUF_INIT;
+    char code[8];
+    snprintf(code, sizeof(code), "%d", status);
+    gg_metrics_label(&l, "model", c->model);
+    gg_metrics_label(&l, "backend", backend);
+    gg_metrics_label(&l, "code", code);
+    gg_metric_add(m_requests, l.base, 1);
+    gg_buf_reset(&l);
+    gg_metrics_label(&l, "model", c->model);
+    gg_metric_observe(m_duration, l.base, (end - c->t_start) / 1e9);
+    if (c->t_first_token)
+        gg_metric_observe(m_ttft, l.base, (c->t_first_token - c->t_start) / 1e9);
+    long tin = c->usage.prompt_tokens >= 0 ? c->usage.prompt_tokens : c->ri.prompt_tokens_est;
+    long tout = c->usage.completion_tokens >= 0 ? c->usage.completion_tokens : c->usage.content_events;
+    gg_buf_t l2 = GG_BUF_INIT;
+    gg_buf_appendf(&l2, "%s,direction=\"in\"", l.base);
+    gg_metric_add(m_tokens, l2.base, tin > 0 ? tin : 0);
+    gg_buf_reset(&l2);
+    gg_buf_appendf(&l2, "%s,direction=\"out\"", l.base);
+    gg_metric_add(m_tokens, l2.base, tout > 0 ? tout : 0);
+    if (c->first_slot >= 0 && c->slot != c->first_slot && status < 500)
+        gg_metric_add(m_failovers, "", 1);
+    gg_buf_free(&l);
+    gg_buf_free(&l2);
+
+    gg_accesslog_entry_t e = {.req = c->req,
+                              .model = c->model,
+                              .backend = backend,
+                              .status = status,
+                              .ttft_us = c->t_first_token ? (c->t_first_token - c->t_start) / 1000 : 0,
+                              .duration_us = (end - c->t_start) / 1000,
+                              .tokens_in = tin,
+                              .tokens_out = tout,
+                              .bytes_out = c->bytes_out,
+                              .attempts = c->attempts,
+                              .stream = c->streaming,
+                              .error = c->error};
+    gg_accesslog_write(&e);
+
+    if (c->parser_live)
+        gg_stream_dispose(&c->parser);
+    if (c->xlate_live)
+        gg_xlate_dispose(&c->xlate);
+    gg_buf_free(&c->pending);
+    gg_buf_free(&c->inflight);
+    free(c->body[0]);
+    free(c->body[1]);
+    gg_reqinfo_dispose(&c->ri);
+    atomic_fetch_sub_explicit(&c->w->inflight, 1, memory_order_relaxed);
+}
+
+void gg_proxy_start(h2o_req_t *req, gg_reqinfo_t *ri, const char *client_path, const char *model,
+                    const uint64_t *served, const uint64_t *loaded)
+{
+    call_t *c = h2o_mem_alloc_shared(&req->pool, sizeof(*c), on_dispose);
+    memset(c, 0, sizeof(*c));
+    c->req = req;
+    c->w = gg_worker_of(req);
+    c->ri = *ri;
+    memset(ri, 0, sizeof(*ri));
+    c->client_path = client_path;
+    snprintf(c->model, sizeof(c->model), "%s", model);
+    memcpy(c->served, served, sizeof(c->served));
+    memcpy(c->loaded, loaded, sizeof(c->loaded));
+    c->slot = c->first_slot = -1;
+    c->t_start = now_ns();
+    gg_usage_init(&c->usage);
+    atomic_fetch_add_explicit(&c->w->inflight, 1, memory_order_relaxed);
+    try_next(c);
+}

@@ -1,0 +1,22 @@
+/* The JSON-lines access log: one line per answered request. */
+#ifndef GG_ACCESSLOG_H
+#define GG_ACCESSLOG_H
+
+#include <h2o.h>
+#include <stdint.h>
+
+typedef struct gg_accesslog_entry {
+    h2o_req_t *req;
+    const char *model, *backend, *tenant, *error;
+    int status;
+    uint64_t ttft_us, duration_us, bytes_out;
+    long tokens_in, tokens_out;
+    unsigned attempts;
+    int stream, spliced;
+} gg_accesslog_entry_t;
+
+/** Opens the log: a path (appended to), "-" for stderr, or NULL/"" for none. 0 or -errno. */
+int gg_accesslog_open(const char *path);
+/** Writes one line. The query string is never logged: keys sometimes travel there. */
+void gg_accesslog_write(const gg_accesslog_entry_t *e);
+#endif
