@@ -64,6 +64,7 @@ struct loop {
     struct conn *thead, *ttail;
     struct conn *idle;
     int nidle;
+    uint64_t opened, retried; /* connections opened; requests moved off a closed keep-alive one */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -223,6 +224,7 @@ static struct conn *conn_open(struct loop *l, int *err)
         abort();
     }
     c->fd = fd;
+    l->opened++;
     if (connect(fd, (struct sockaddr *)&l->addr, l->addrlen) == 0) {
         c->state = C_WRITING;
     } else if (errno == EINPROGRESS) {
@@ -348,8 +350,10 @@ static void finish(struct loop *l, struct conn *c, int status, enum gl_fail fail
  * closed it while idle, so the request was never seen. Retry once on a fresh connection. */
 static void fail_io(struct loop *l, struct conn *c, int retryable)
 {
-    if (retryable && c->served > 0 && !c->got_bytes && move_to_fresh(l, c) == 0)
+    if (retryable && c->served > 0 && !c->got_bytes && move_to_fresh(l, c) == 0) {
+        l->retried++;
         return;
+    }
     finish(l, c, 0, GL_FAIL_IO);
 }
 
@@ -752,6 +756,8 @@ int gl_run(struct gl_config *cfg)
             on_event(&l, evs[i].data.ptr, evs[i].events);
     }
     int64_t run_ns = now_ns(&l);
+    gg_info("run over after %.3f s: %llu connections opened, %llu requests retried on a fresh connection",
+            (double)run_ns / NS_PER_SEC, (unsigned long long)l.opened, (unsigned long long)l.retried);
     if (interrupted)
         gg_warn("interrupted: %d requests still in flight are left out", l.outstanding);
     /* Requests cut off by an interrupt are not recorded: their outcome is unknown. */
