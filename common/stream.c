@@ -215,13 +215,14 @@ static const char *string_end(const char *s, const char *end)
 /*
  * One pass over the bytes, tracking nesting depth and recognising object keys (a string followed by a
  * colon; inside strings quotes are escaped, so a key match is a real key). Sets *content when the
- * dialect's text field at its exact depth holds a non-empty string; returns 1 when the chunk needs a
+ * dialect's text field at its exact place (choices[].delta.content, choices[].text, message.content,
+ * response) holds a non-empty string; returns 1 when the chunk needs a
  * full parse (usage, a finish, an error, or bytes the scan cannot follow).
  */
 static int fast_scan(enum gg_dialect d, const char *s, size_t len, int *content)
 {
     const char *p = s, *end = s + len;
-    int depth = 0;
+    int depth = 0, in_parent = 0;
 
     *content = 0;
     while (p < end) {
@@ -255,15 +256,20 @@ static int fast_scan(enum gg_dialect d, const char *s, size_t len, int *content)
         int nonempty_str = v + 1 < end && v[0] == '"' && v[1] != '"';
         if (key_is(k, kn, "error"))
             return 1;
+        /* An object at depth N+1 is the value of the last key seen at depth N. */
+        if (d == GG_DIALECT_OPENAI && depth == 3)
+            in_parent = key_is(k, kn, "delta");
+        else if (d == GG_DIALECT_OLLAMA && depth == 1)
+            in_parent = key_is(k, kn, "message");
         if (d == GG_DIALECT_OPENAI) {
-            if ((depth == 4 && key_is(k, kn, "content")) || (depth == 3 && key_is(k, kn, "text"))) {
+            if ((depth == 4 && in_parent && key_is(k, kn, "content")) || (depth == 3 && key_is(k, kn, "text"))) {
                 *content |= nonempty_str;
             } else if (key_is(k, kn, "usage") || key_is(k, kn, "finish_reason")) {
                 if (!value_is(v, end, "null"))
                     return 1;
             }
         } else {
-            if ((depth == 2 && key_is(k, kn, "content")) || (depth == 1 && key_is(k, kn, "response"))) {
+            if ((depth == 2 && in_parent && key_is(k, kn, "content")) || (depth == 1 && key_is(k, kn, "response"))) {
                 *content |= nonempty_str;
             } else if (key_is(k, kn, "done")) {
                 if (!value_is(v, end, "false"))
