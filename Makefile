@@ -125,9 +125,13 @@ fuzz: $(FUZZ_BINS)
 run: all
 	$(Q)tools/run-demo.sh
 
+# make bench runs every tools/bench/*.sh; make bench-NAME runs tools/bench/NAME.sh.
 bench: all
 	$(Q)tools/deps.sh ensure bench
-	$(Q)for b in tools/bench/*.sh; do [ -x "$$b" ] && "$$b"; done; true
+	$(Q)for b in tools/bench/*.sh; do echo "== $$b"; "$$b" || exit 1; done
+bench-%: all
+	$(Q)tools/deps.sh ensure bench
+	$(Q)tools/bench/$*.sh
 
 # --- hygiene -----------------------------------------------------------------------------------
 FMT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null | grep -v '^bpf/')

@@ -141,3 +141,39 @@ export function sseEvents(text) {
 export const ndjson = (text) => text.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes `config` (an object) to a temporary JSON file and returns its path. */
+export async function writeConfig(config) {
+  const fs = await import('node:fs/promises');
+  const os = await import('node:os');
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gg-'));
+  const file = path.join(dir, 'gridgate.json');
+  await fs.writeFile(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+/** Polls gridgate's /v1/models until every model in `models` is listed (health has found the backends). */
+export async function waitModels(gw, models, ms = 15000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await http('GET', `${gw.url}/v1/models`);
+      const ids = new Set((last.json?.data || []).map((m) => m.id));
+      if (models.every((m) => ids.has(m))) return last.json;
+    } catch {}
+    await sleep(50);
+  }
+  throw new Error(`models ${models} not all listed in ${ms} ms; last: ${last?.body}\n${gw.output()}`);
+}
+
+/** Counters of a running enginesim (GET /_sim/stats). */
+export async function simStats(sim) {
+  return (await http('GET', `${sim.url}/_sim/stats`)).json;
+}
+
+/** Sets an enginesim fault (POST /_sim/fault). */
+export async function simFault(sim, fault) {
+  const r = await http('POST', `${sim.url}/_sim/fault`, { body: fault });
+  if (r.status !== 200) throw new Error(`fault ${JSON.stringify(fault)}: ${r.status} ${r.body}`);
+}
