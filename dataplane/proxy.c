@@ -72,6 +72,8 @@ typedef struct call {
     gg_buf_t pending, inflight;
     unsigned head_sent : 1, sending : 1, final_queued : 1, final_sent : 1, paused : 1, parser_live : 1, xlate_live : 1;
     const char *error; /* what went wrong, for the log */
+    h2o_socket_t *watched; /* HTTP/1 client socket watched for a hang-up until the response starts */
+    void *watched_data;    /* its sock->data, which h2o's HTTP/1 code owns and gets back */
     uint64_t t_start, t_first_token;
     size_t bytes_out;
 } call_t;
@@ -118,6 +120,52 @@ static gg_upstream_pool_t *pool_for(gg_worker_t *w, int slot)
         w->pool_generation[slot] = gen;
     }
     return w->pools[slot];
+}
+
+/* --- noticing a client that leaves before the response starts ------------------------------------ */
+
+/* h2o's HTTP/1 code does not read from a client while its request is handled, so a client that hangs up
+ * while the engine is still queueing or prefilling would go unnoticed until the first write, and the
+ * engine would keep working for nobody. Until the response starts, the proxy reads the socket itself:
+ * EOF or an error means the client is gone, and the upstream request is cancelled at once. */
+static void unwatch(call_t *c)
+{
+    if (c->watched == NULL)
+        return;
+    h2o_socket_read_stop(c->watched);
+    c->watched->data = c->watched_data;
+    c->watched = NULL;
+}
+
+static void on_client_readable(h2o_socket_t *sock, const char *err)
+{
+    call_t *c = sock->data;
+    unwatch(c);
+    if (err == NULL)
+        return; /* pipelined bytes: they stay in sock->input for h2o; stop watching */
+    if (c->up != NULL) {
+        gg_upstream_cancel(c->up);
+        c->up = NULL;
+        release_backend(c, 0);
+    }
+    c->error = "client went away";
+    /* The write fails and h2o closes the connection and disposes of the request. */
+    gg_respond_error(c->req, c->ri.dialect, 499, "client closed the request", "client_closed", NULL);
+    c->final_sent = 1;
+}
+
+static void watch(call_t *c)
+{
+    h2o_req_t *req = c->req;
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL)
+        return;
+    c->watched = sock;
+    c->watched_data = sock->data;
+    sock->data = c;
+    h2o_socket_read_start(sock, on_client_readable);
 }
 
 /* --- sending to the client ---------------------------------------------------------------------- */
@@ -167,6 +215,7 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
 static void start_stream_response(call_t *c)
 {
     h2o_req_t *req = c->req;
+    unwatch(c);
     req->res.status = 200;
     req->res.reason = "OK";
     if (c->ri.dialect == GG_DIALECT_OPENAI) {
@@ -197,6 +246,7 @@ static void end_stream_with_error(call_t *c, const char *message)
 
 static void respond_upstream_error(call_t *c, int status, const char *message)
 {
+    unwatch(c);
     const char *type = status == 504 ? "timeout_error" : status == 503 ? "service_unavailable" : "upstream_error";
     if (status == 503)
         gg_respond_error_retry(c->req, c->ri.dialect, status, message, type, NULL, 1);
@@ -208,6 +258,7 @@ static void respond_upstream_error(call_t *c, int status, const char *message)
 /* The upstream's error body, re-said in the client's dialect with the upstream's status. */
 static void respond_translated_error(call_t *c)
 {
+    unwatch(c);
     char msg[512] = "upstream error";
     json_error_t jerr;
     json_t *j = json_loadb(c->pending.base, c->pending.len, 0, &jerr);
@@ -228,6 +279,7 @@ static void respond_translated_error(call_t *c)
 
 static void respond_buffered(call_t *c)
 {
+    unwatch(c);
     if (c->up_status < 200 || c->up_status >= 300) {
         respond_translated_error(c);
         return;
@@ -434,6 +486,7 @@ static void try_next(call_t *c)
         r.affinity = gg_route_hash(c->req->headers.entries[hi].value.base, c->req->headers.entries[hi].value.len);
     int slot = gg_route_pick(&r, rand_cb, c->w);
     if (slot < 0) {
+        unwatch(c);
         if (c->attempts == 0)
             gg_respond_error_retry(c->req, c->ri.dialect, 503, "no healthy backend serves this model right now",
                                    "service_unavailable", "no_healthy_backend", 1);
@@ -469,6 +522,7 @@ static void try_next(call_t *c)
     char path[64];
     const char *body = prepare_body(c, c->up_dialect, path, sizeof(path));
     if (body == NULL) {
+        unwatch(c);
         gg_respond_error(c->req, c->ri.dialect, 400, "this request cannot be translated for the backend that serves the model",
                          "invalid_request_error", NULL);
         c->final_sent = 1;
@@ -492,6 +546,7 @@ static void try_next(call_t *c)
 static void on_dispose(void *p)
 {
     call_t *c = p;
+    unwatch(c);
     if (c->up != NULL) {
         gg_upstream_cancel(c->up);
         c->up = NULL;
@@ -572,4 +627,6 @@ void gg_proxy_start(h2o_req_t *req, gg_reqinfo_t *ri, const char *client_path, c
     gg_usage_init(&c->usage);
     atomic_fetch_add_explicit(&c->w->inflight, 1, memory_order_relaxed);
     try_next(c);
+    if (!c->final_sent && !c->head_sent)
+        watch(c);
 }
