@@ -524,7 +524,8 @@ static int req_openai_to_ollama(enum gg_endpoint ep, json_t *body, json_t *out, 
 json_t *gg_dialect_request(enum gg_dialect from, enum gg_dialect to, enum gg_endpoint ep, json_t *body, char *path_out,
                            size_t path_len, char *err, size_t errlen)
 {
-    const char *path = gg_endpoint_path(to, ep);
+    /* OpenAI has one embeddings endpoint for both of Ollama's */
+    const char *path = gg_endpoint_path(to, to == GG_DIALECT_OPENAI && ep == GG_EP_EMBED_LEGACY ? GG_EP_EMBED : ep);
     json_t *out;
     int ret;
 
