@@ -50,7 +50,8 @@ int gg_httpc_parse_target(const char *target, char *host, size_t hostlen, unsign
     const char *p = target;
     if (strncasecmp(p, "https://", 8) == 0)
         return -EPROTONOSUPPORT;
-    if (strncasecmp(p, "http://", 7) == 0)
+    int scheme = strncasecmp(p, "http://", 7) == 0;
+    if (scheme)
         p += 7;
     const char *end = p + strcspn(p, "/?#");
     const char *hs = p, *he;
@@ -84,6 +85,8 @@ int gg_httpc_parse_target(const char *target, char *host, size_t hostlen, unsign
         if (v == 0)
             return -EINVAL;
         *port = (unsigned)v;
+    } else if (!scheme) {
+        return -EINVAL; /* a bare HOST needs its :PORT */
     }
     /* Keep the path prefix without a trailing slash so prefix + "/v1/models" stays well-formed. */
     size_t plen = strcspn(end, "?#");
