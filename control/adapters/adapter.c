@@ -170,3 +170,25 @@ int gg_adapter_get(const char *base_url, const char *path, int timeout_ms, struc
     }
     return 0;
 }
+
+int gg_adapter_check_health(const char *base_url, int timeout_ms, gg_engine_status_t *st)
+{
+    gg_httpc_response_t res = {0};
+    int r = gg_httpc_get(base_url, "/health", timeout_ms, &res);
+    if (r < 0) {
+        snprintf(st->reason, sizeof(st->reason), "%s on /health", gg_httpc_strerror(r));
+        return r;
+    }
+    int status = res.status;
+    gg_httpc_response_free(&res);
+    if (status == 503) {
+        st->loading = 1;
+        snprintf(st->reason, sizeof(st->reason), "loading model");
+        return -EBUSY;
+    }
+    if (status < 200 || status > 299) {
+        snprintf(st->reason, sizeof(st->reason), "HTTP %d on /health", status);
+        return -EIO;
+    }
+    return 0;
+}

@@ -44,7 +44,10 @@ static int detect(const char *url, int timeout_ms)
 static int poll_engine(const char *url, int timeout_ms, gg_engine_status_t *st)
 {
     gg_httpc_response_t res = {0};
-    int r = gg_adapter_get(url, "/v1/models", timeout_ms, &res, st);
+    int r = gg_adapter_check_health(url, timeout_ms, st);
+    if (r < 0)
+        return r;
+    r = gg_adapter_get(url, "/v1/models", timeout_ms, &res, st);
     if (r < 0)
         return r;
     r = gg_parse_openai_models(res.body, 1, st);

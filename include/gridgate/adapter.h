@@ -57,6 +57,10 @@ struct gg_httpc_response;
 int gg_adapter_get(const char *base_url, const char *path, int timeout_ms, struct gg_httpc_response *res,
                    gg_engine_status_t *st);
 
+/** GET /health: 2xx 0; 503 -EBUSY (loading; vLLM, SGLang, MLX and llama.cpp answer 503 while loading);
+ * other statuses -EIO; transport errors -errno. Fills st->reason on failure. */
+int gg_adapter_check_health(const char *base_url, int timeout_ms, gg_engine_status_t *st);
+
 /* --- pure parsers per engine (fixtures in tests/unit/control_adapters.c) ------------------------- */
 int gg_ollama_parse_tags(const char *body, gg_engine_status_t *st); /* /api/tags */
 int gg_ollama_parse_ps(const char *body, gg_engine_status_t *st);   /* /api/ps: marks loaded, running = count */
