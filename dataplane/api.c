@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "gridgate/backend.h"
+#include "gridgate/comfy.h"
 #include "gridgate/dialect.h"
 #include "gridgate/metrics.h"
 #include "gridgate/proxy.h"
@@ -207,6 +208,10 @@ int gg_api_on_req(h2o_handler_t *self, h2o_req_t *req)
             return 0;
         }
         on_inference(req, d, ep, gg_endpoint_path(d, ep));
+        return 0;
+    }
+    if (gg_comfy_match(path)) {
+        gg_comfy_handle(req);
         return 0;
     }
     d = gg_dialect_of_path(path);
