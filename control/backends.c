@@ -162,7 +162,7 @@ const gg_model_table_t *gg_models_current(void)
     return atomic_load_explicit(&current_table, memory_order_acquire);
 }
 
-const gg_model_entry_t *gg_models_find(const gg_model_table_t *t, const char *name)
+static const gg_model_entry_t *find_exact(const gg_model_table_t *t, const char *name)
 {
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
@@ -174,6 +174,26 @@ const gg_model_entry_t *gg_models_find(const gg_model_table_t *t, const char *na
             hi = mid;
         else
             lo = mid + 1;
+    }
+    return NULL;
+}
+
+const gg_model_entry_t *gg_models_find(const gg_model_table_t *t, const char *name)
+{
+    const gg_model_entry_t *e = find_exact(t, name);
+    if (e != NULL)
+        return e;
+    /* Ollama's implicit tag: "llama3" and "llama3:latest" name the same model. */
+    char alt[GG_MODEL_NAME_MAX];
+    size_t len = strlen(name);
+    if (strchr(name, ':') == NULL && len + 7 < sizeof(alt)) {
+        snprintf(alt, sizeof(alt), "%s:latest", name);
+        return find_exact(t, alt);
+    }
+    if (len > 7 && len - 7 < sizeof(alt) && strcmp(name + len - 7, ":latest") == 0) {
+        memcpy(alt, name, len - 7);
+        alt[len - 7] = '\0';
+        return find_exact(t, alt);
     }
     return NULL;
 }

@@ -310,9 +310,9 @@ static const struct opt health_opts[] = {
      .doc = "Failed probes in a row that take a backend down."},
     {"recover_threshold", T_U32, CFG(health.recover_threshold), .min = 1, .max = 100, .def = "1",
      .doc = "Successful trials in half_open that bring it back up."},
-    {"cooldown_ms", T_U32, CFG(health.cooldown_ms), .min = 0, .max = 3600000, .def = "1000",
+    {"cooldown_ms", T_U32, CFG(health.cooldown_ms), .min = 10, .max = 3600000, .def = "1000",
      .doc = "Time down before a half_open trial (doubles on each failed trial)."},
-    {"max_cooldown_ms", T_U32, CFG(health.max_cooldown_ms), .min = 0, .max = 3600000, .def = "30000",
+    {"max_cooldown_ms", T_U32, CFG(health.max_cooldown_ms), .min = 10, .max = 3600000, .def = "30000",
      .doc = "Cap of the doubling cooldown."},
 };
 static const struct schema health_schema = {health_opts, sizeof(health_opts) / sizeof(health_opts[0])};

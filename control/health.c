@@ -142,7 +142,9 @@ static void publish(gg_backend_t *b, struct hrec *h, const char *why)
      * fresh half_open). */
     h->seen_failures = atomic_load(&b->failures);
     h->seen_successes = atomic_load(&b->successes);
-    if (old == GG_BACKEND_DOWN && now_state == GG_BACKEND_HALF_OPEN)
+    /* The down <-> half_open cycle of a dead backend repeats every cooldown: keep it out of the info log. */
+    if ((old == GG_BACKEND_DOWN && now_state == GG_BACKEND_HALF_OPEN) ||
+        (old == GG_BACKEND_HALF_OPEN && now_state == GG_BACKEND_DOWN))
         gg_debug("backend %s: %s -> %s (%s)", b->name, gg_backend_state_name(old), gg_backend_state_name(now_state), why);
     else
         gg_info("backend %s: %s -> %s (%s)", b->name, gg_backend_state_name(old), gg_backend_state_name(now_state), why);
