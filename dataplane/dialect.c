@@ -88,7 +88,9 @@ json_t *gg__dialect_args_to_string(json_t *args)
 {
     if (json_is_string(args))
         return json_incref(args);
-    char *s = json_dumps(json_is_object(args) ? args : json_object(), GG_JSON_DUMP_FLAGS);
+    if (!json_is_object(args))
+        return json_string("{}");
+    char *s = json_dumps(args, GG_JSON_DUMP_FLAGS);
     if (s == NULL)
         abort();
     json_t *r = json_string(s);
