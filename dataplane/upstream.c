@@ -4,6 +4,7 @@
  *
  * Cost per keep-alive request is what this file is about: an idle connection stays in epoll, reading, so reusing it
  * costs no epoll_ctl; the head and body go out in one sendmsg; h2o reads until a short read. */
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -97,8 +98,9 @@ static h2o_timeout_t *loop_timeouts_get(struct loop_timeouts *lt, uint32_t ms)
 struct conn {
     gg_upstream_pool_t *pool;
     h2o_socket_t *sock;
-    gg_upstream_req_t *req; /* NULL while idle */
-    h2o_linklist_t idle_link;
+    gg_upstream_req_t *req; /* NULL while idle or draining */
+    h2o_linklist_t link;    /* in pool->idle or pool->draining */
+    int idle;
 };
 
 struct gg_upstream_pool {
@@ -109,8 +111,10 @@ struct gg_upstream_pool {
     socklen_t addrlen;
     size_t max_idle, max_conns;
     int rcvbuf;
-    h2o_linklist_t idle; /* most recently used first: the warmest and least likely to have been closed */
+    h2o_linklist_t idle;     /* most recently used first: the warmest and least likely to have been closed */
+    h2o_linklist_t draining; /* response done, request write not yet: see finish() */
     gg_upstream_pool_stats_t stats;
+    size_t inflight; /* requests not yet finished, failed, cancelled or taken */
     /* most requests of a pool carry the same timeouts: remember the last lists looked up */
     gg_upstream_timeouts_t last_t;
     h2o_timeout_t *last_lists[3];
@@ -131,7 +135,8 @@ struct gg_upstream_req {
     const char *read_err; /* EOF or error seen while paused with bytes still buffered */
     gg_upstream_parser_t parser;
     enum gg_upstream_phase phase;
-    size_t read_base;     /* sock->bytes_read when this request started on its connection */
+    size_t resp_bytes;    /* response bytes read so far on the current connection */
+    size_t input_left;    /* sock->input->size after the last parse: what h2o appends beyond it is new */
     h2o_iovec_t bufs[2];  /* head copy and caller's body */
     h2o_iovec_t wbufs[2]; /* what h2o_socket_write consumes (it adjusts the vectors in place) */
     size_t nbufs;
@@ -152,17 +157,13 @@ static void set_timer(gg_upstream_req_t *req, h2o_timeout_t *list)
         h2o_timeout_link(req->pool->loop, list, &req->timer);
 }
 
-static size_t resp_bytes(gg_upstream_req_t *req)
-{
-    return req->conn->sock->bytes_read - req->read_base;
-}
-
 static void close_conn(struct conn *conn)
 {
     gg_upstream_pool_t *pool = conn->pool;
-    if (h2o_linklist_is_linked(&conn->idle_link)) {
-        h2o_linklist_unlink(&conn->idle_link);
-        --pool->stats.idle;
+    if (h2o_linklist_is_linked(&conn->link)) {
+        h2o_linklist_unlink(&conn->link);
+        if (conn->idle)
+            --pool->stats.idle;
     }
     h2o_socket_close(conn->sock);
     --pool->stats.conns;
@@ -171,6 +172,7 @@ static void close_conn(struct conn *conn)
 
 static void free_req(gg_upstream_req_t *req)
 {
+    --req->pool->inflight;
     if (h2o_timeout_is_linked(&req->timer))
         h2o_timeout_unlink(&req->timer);
     free(req);
@@ -198,13 +200,15 @@ static void defer(gg_upstream_req_t *req, enum req_deferred what, const char *er
 /* ---- connecting and writing --------------------------------------------------------------------------------------- */
 
 static void on_write(h2o_socket_t *sock, const char *err);
+static void make_idle(struct conn *conn);
 
 static void start_write(gg_upstream_req_t *req)
 {
     h2o_socket_t *sock = req->conn->sock;
     req->phase = GG_UP_WRITE;
     req->write_done = 0;
-    req->read_base = sock->bytes_read;
+    req->resp_bytes = 0;
+    req->input_left = sock->input->size;
     memcpy(req->wbufs, req->bufs, sizeof(req->bufs));
     h2o_socket_write(sock, req->wbufs, req->nbufs, on_write);
     if (!req->paused)
@@ -214,7 +218,7 @@ static void start_write(gg_upstream_req_t *req)
 
 static int can_retry(gg_upstream_req_t *req)
 {
-    return req->reused && !req->retried && resp_bytes(req) == 0;
+    return req->reused && !req->retried && req->resp_bytes == 0;
 }
 
 static int open_conn(gg_upstream_req_t *req);
@@ -239,6 +243,13 @@ static void on_write(h2o_socket_t *sock, const char *err)
     struct conn *conn = sock->data;
     gg_upstream_req_t *req = conn->req;
 
+    if (req == NULL) { /* the response ended before the write did (see finish) */
+        if (err != NULL)
+            close_conn(conn);
+        else
+            make_idle(conn);
+        return;
+    }
     if (err != NULL) {
         /* A failed write means the connection is dead or the engine stopped reading, maybe after answering early (413
          * to a big body): its answer, EOF or RST is waiting for the reads, which decide (and retry only when nothing
@@ -248,7 +259,7 @@ static void on_write(h2o_socket_t *sock, const char *err)
     req->write_done = 1;
     if (req->phase == GG_UP_WRITE) {
         req->phase = GG_UP_HEAD;
-        if (resp_bytes(req) == 0)
+        if (req->resp_bytes == 0)
             set_timer(req, req->t_first_byte); /* the first-byte wait counts from the request written */
     }
 }
@@ -298,6 +309,22 @@ static int open_conn(gg_upstream_req_t *req)
 
 /* ---- reading ------------------------------------------------------------------------------------------------------- */
 
+static void make_idle(struct conn *conn)
+{
+    gg_upstream_pool_t *pool = conn->pool;
+    if (h2o_linklist_is_linked(&conn->link))
+        h2o_linklist_unlink(&conn->link);
+    if (pool->stats.idle >= pool->max_idle) {
+        close_conn(conn);
+        return;
+    }
+    h2o_linklist_insert(pool->idle.next, &conn->link);
+    conn->idle = 1;
+    ++pool->stats.idle;
+    /* reading an idle connection is how a close by the server (or garbage) is noticed */
+    h2o_socket_read_start(conn->sock, on_idle_read);
+}
+
 static void finish(gg_upstream_req_t *req)
 {
     gg_upstream_pool_t *pool = req->pool;
@@ -306,12 +333,16 @@ static void finish(gg_upstream_req_t *req)
     if (h2o_timeout_is_linked(&req->timer))
         h2o_timeout_unlink(&req->timer);
     /* leftover bytes after a complete response would be a response to nothing: the connection is out of step */
-    if (req->parser.keepalive && req->write_done && conn->sock->input->size == 0 && pool->stats.idle < pool->max_idle) {
+    if (req->parser.keepalive && conn->sock->input->size == 0 && pool->stats.idle < pool->max_idle) {
         conn->req = NULL;
-        h2o_linklist_insert(pool->idle.next, &conn->idle_link);
-        ++pool->stats.idle;
-        /* reading an idle connection is how a close by the server (or garbage) is noticed */
-        h2o_socket_read_start(conn->sock, on_idle_read);
+        if (req->write_done) {
+            make_idle(conn);
+        } else {
+            /* h2o reports the end of a write after the reads of the same loop turn, and an engine may also answer
+             * before reading the whole body: the connection is reusable once the write completes (on_write) */
+            h2o_linklist_insert(&pool->draining, &conn->link);
+            h2o_socket_read_start(conn->sock, on_idle_read);
+        }
     } else {
         close_conn(conn);
     }
@@ -377,6 +408,7 @@ static int process_input(gg_upstream_req_t *req)
         if (n == 0)
             break; /* incomplete head */
     }
+    req->input_left = sock->input->size;
     return 0;
 }
 
@@ -396,7 +428,9 @@ static void on_read(h2o_socket_t *sock, const char *err)
     struct conn *conn = sock->data;
     gg_upstream_req_t *req = conn->req;
 
-    if (req->phase == GG_UP_WRITE && resp_bytes(req) != 0)
+    /* sock->bytes_read means "this read" in h2o 2.2 but "in total" later: count from the buffer instead */
+    req->resp_bytes += sock->input->size - req->input_left;
+    if (req->phase == GG_UP_WRITE && req->resp_bytes != 0)
         req->phase = GG_UP_HEAD;
     /* h2o reports an error only for a read that brought nothing, but bytes from earlier reads may be waiting */
     if (process_input(req))
@@ -411,7 +445,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
         }
         return;
     }
-    if (!req->paused && resp_bytes(req) != 0)
+    if (!req->paused && req->resp_bytes != 0)
         set_timer(req, req->t_idle);
 }
 
@@ -451,7 +485,7 @@ static void on_timer(h2o_timeout_entry_t *entry)
         break;
     case GG_UP_WRITE:
     case GG_UP_HEAD:
-        fail(req, resp_bytes(req) == 0 ? gg_upstream_err_first_byte_timeout : gg_upstream_err_idle_timeout);
+        fail(req, req->resp_bytes == 0 ? gg_upstream_err_first_byte_timeout : gg_upstream_err_idle_timeout);
         break;
     case GG_UP_BODY:
         fail(req, gg_upstream_err_idle_timeout);
@@ -490,13 +524,17 @@ gg_upstream_pool_t *gg_upstream_pool_create(h2o_loop_t *loop, const char *host, 
     pool->max_conns = max_conns;
     pool->rcvbuf = GG_UPSTREAM_DEFAULT_RCVBUF;
     h2o_linklist_init_anchor(&pool->idle);
+    h2o_linklist_init_anchor(&pool->draining);
     return pool;
 }
 
 void gg_upstream_pool_destroy(gg_upstream_pool_t *pool)
 {
+    assert(pool->inflight == 0);
     while (!h2o_linklist_is_empty(&pool->idle))
-        close_conn(H2O_STRUCT_FROM_MEMBER(struct conn, idle_link, pool->idle.next));
+        close_conn(H2O_STRUCT_FROM_MEMBER(struct conn, link, pool->idle.next));
+    while (!h2o_linklist_is_empty(&pool->draining))
+        close_conn(H2O_STRUCT_FROM_MEMBER(struct conn, link, pool->draining.next));
     loop_timeouts_release(pool->timeouts);
     free(pool);
 }
@@ -522,6 +560,7 @@ gg_upstream_req_t *gg_upstream_send(gg_upstream_pool_t *pool, h2o_iovec_t head, 
     gg_upstream_req_t *req = h2o_mem_alloc(offsetof(gg_upstream_req_t, head) + head.len);
     memset(req, 0, sizeof(*req));
     req->pool = pool;
+    ++pool->inflight;
     req->cb = cb;
     req->ctx = ctx;
     req->timer.cb = on_timer;
@@ -543,8 +582,9 @@ gg_upstream_req_t *gg_upstream_send(gg_upstream_pool_t *pool, h2o_iovec_t head, 
     req->t_idle = pool->last_lists[2];
 
     if (!h2o_linklist_is_empty(&pool->idle)) {
-        struct conn *conn = H2O_STRUCT_FROM_MEMBER(struct conn, idle_link, pool->idle.next);
-        h2o_linklist_unlink(&conn->idle_link);
+        struct conn *conn = H2O_STRUCT_FROM_MEMBER(struct conn, link, pool->idle.next);
+        h2o_linklist_unlink(&conn->link);
+        conn->idle = 0;
         --pool->stats.idle;
         ++pool->stats.reused;
         conn->req = req;
