@@ -20,9 +20,9 @@ static const struct {
     enum gg_dialect d;
     enum gg_endpoint ep;
 } paths[] = {
-    {"/v1/chat/completions", GG_DIALECT_OPENAI, GG_EP_CHAT}, {"/v1/completions", GG_DIALECT_OPENAI, GG_EP_COMPLETION},
-    {"/v1/embeddings", GG_DIALECT_OPENAI, GG_EP_EMBED},      {"/api/chat", GG_DIALECT_OLLAMA, GG_EP_CHAT},
-    {"/api/generate", GG_DIALECT_OLLAMA, GG_EP_COMPLETION},  {"/api/embed", GG_DIALECT_OLLAMA, GG_EP_EMBED},
+    {"/v1/chat/completions", GG_DIALECT_OPENAI, GG_EP_CHAT},    {"/v1/completions", GG_DIALECT_OPENAI, GG_EP_COMPLETION},
+    {"/v1/embeddings", GG_DIALECT_OPENAI, GG_EP_EMBED},         {"/api/chat", GG_DIALECT_OLLAMA, GG_EP_CHAT},
+    {"/api/generate", GG_DIALECT_OLLAMA, GG_EP_COMPLETION},     {"/api/embed", GG_DIALECT_OLLAMA, GG_EP_EMBED},
     {"/api/embeddings", GG_DIALECT_OLLAMA, GG_EP_EMBED_LEGACY}, {"/api/show", GG_DIALECT_OLLAMA, GG_EP_SHOW},
 };
 
@@ -54,8 +54,8 @@ void gg__dialect_rfc3339_now(char *out, size_t len)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, ts.tv_nsec);
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+             tm.tm_sec, ts.tv_nsec);
 }
 
 const char *gg__dialect_finish_to_openai(const char *done_reason, int tool_calls)
@@ -199,8 +199,8 @@ static json_t *base64_to_floats(json_t *str)
     if (len >= 0 && len % 4 == 0) {
         arr = json_array();
         for (long i = 0; i < len; i += 4) {
-            uint32_t u = (uint32_t)bytes[i] | (uint32_t)bytes[i + 1] << 8 | (uint32_t)bytes[i + 2] << 16 |
-                         (uint32_t)bytes[i + 3] << 24;
+            uint32_t u =
+                (uint32_t)bytes[i] | (uint32_t)bytes[i + 1] << 8 | (uint32_t)bytes[i + 2] << 16 | (uint32_t)bytes[i + 3] << 24;
             float f;
             memcpy(&f, &u, 4);
             json_array_append_new(arr, json_real(f));
@@ -287,8 +287,8 @@ static json_t *messages_ollama_to_openai(json_t *messages)
                 char id[32];
                 snprintf(id, sizeof(id), "call_%d", ncalls++);
                 json_t *name = json_object_get(fn, "name");
-                json_array_append_new(ocalls, json_pack("{s:s,s:s,s:{s:o,s:o}}", "id", id, "type", "function", "function",
-                                                        "name", str_or_empty(name), "arguments",
+                json_array_append_new(ocalls, json_pack("{s:s,s:s,s:{s:o,s:o}}", "id", id, "type", "function", "function", "name",
+                                                        str_or_empty(name), "arguments",
                                                         gg__dialect_args_to_string(json_object_get(fn, "arguments"))));
                 json_array_append_new(pending, json_pack("{s:s,s:o}", "id", id, "name", str_or_empty(name)));
             }
@@ -351,8 +351,8 @@ static int messages_openai_to_ollama(json_t *messages, json_t **out_, char *err,
                         json_decref(om);
                         json_decref(out);
                         json_decref(names);
-                        return fail(err, errlen,
-                                    "'messages[%zu].content[%zu].image_url' must be a base64 data: URL for this model", i, j);
+                        return fail(err, errlen, "'messages[%zu].content[%zu].image_url' must be a base64 data: URL for this model",
+                                    i, j);
                     }
                     json_array_append_new(images, json_string(comma + 8));
                 }
@@ -371,8 +371,7 @@ static int messages_openai_to_ollama(json_t *messages, json_t **out_, char *err,
             json_array_foreach(calls, j, call)
             {
                 json_t *fn = json_object_get(call, "function"), *name = json_object_get(fn, "name");
-                json_array_append_new(ocalls, json_pack("{s:{s:o,s:o}}", "function", "name",
-                                                        str_or_empty(name), "arguments",
+                json_array_append_new(ocalls, json_pack("{s:{s:o,s:o}}", "function", "name", str_or_empty(name), "arguments",
                                                         gg__dialect_args_to_object(json_object_get(fn, "arguments"))));
                 if (json_is_string(json_object_get(call, "id")) && json_is_string(name))
                     json_object_set(names, json_string_value(json_object_get(call, "id")), name);
@@ -393,8 +392,8 @@ static int messages_openai_to_ollama(json_t *messages, json_t **out_, char *err,
 }
 
 /* Sampling options with the same name and meaning on both sides. */
-static const char *const shared_options[] = {"temperature", "top_p", "top_k", "min_p", "seed", "frequency_penalty",
-                                             "presence_penalty"};
+static const char *const shared_options[] = {"temperature",       "top_p",           "top_k", "min_p", "seed",
+                                             "frequency_penalty", "presence_penalty"};
 
 static void stop_to_array(json_t *dst, const char *key, json_t *stop)
 {
@@ -420,8 +419,7 @@ static int req_ollama_to_openai(enum gg_endpoint ep, json_t *body, json_t *out, 
         if (json_is_string(system) && json_string_length(system) != 0) {
             /* /v1/completions has no system prompt: it goes in front of the prompt. */
             char *s;
-            if (asprintf(&s, "%s\n\n%s", json_string_value(system), json_is_string(prompt) ? json_string_value(prompt) : "") <
-                0)
+            if (asprintf(&s, "%s\n\n%s", json_string_value(system), json_is_string(prompt) ? json_string_value(prompt) : "") < 0)
                 abort();
             json_object_set_new(out, "prompt", json_string(s));
             free(s);
@@ -603,19 +601,18 @@ static json_t *resp_ollama_to_openai(enum gg_endpoint ep, json_t *up, const char
                 json_t *fn = json_object_get(call, "function"), *name = json_object_get(fn, "name");
                 char cid[32];
                 snprintf(cid, sizeof(cid), "call_%zu", i);
-                json_array_append_new(ocalls, json_pack("{s:s,s:s,s:{s:o,s:o}}", "id", cid, "type", "function", "function",
-                                                        "name", str_or_empty(name), "arguments",
+                json_array_append_new(ocalls, json_pack("{s:s,s:s,s:{s:o,s:o}}", "id", cid, "type", "function", "function", "name",
+                                                        str_or_empty(name), "arguments",
                                                         gg__dialect_args_to_string(json_object_get(fn, "arguments"))));
             }
             json_object_set_new(om, "tool_calls", ocalls);
         }
         gg__dialect_new_id(id, sizeof(id), "chatcmpl-");
-        out = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s}],s:o}", "id", id, "object", "chat.completion", "created",
-                        (json_int_t)time(NULL), "model", model, "choices", "index", 0, "message", om, "logprobs",
-                        "finish_reason",
-                        gg__dialect_finish_to_openai(json_string_value(json_object_get(up, "done_reason")),
-                                                     json_array_size(calls) != 0),
-                        "usage", usage_object(prompt, int_or(json_object_get(up, "eval_count"), 0)));
+        out = json_pack(
+            "{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s}],s:o}", "id", id, "object", "chat.completion", "created", (json_int_t)time(NULL),
+            "model", model, "choices", "index", 0, "message", om, "logprobs", "finish_reason",
+            gg__dialect_finish_to_openai(json_string_value(json_object_get(up, "done_reason")), json_array_size(calls) != 0),
+            "usage", usage_object(prompt, int_or(json_object_get(up, "eval_count"), 0)));
         break;
     }
     case GG_EP_COMPLETION:
@@ -624,9 +621,9 @@ static json_t *resp_ollama_to_openai(enum gg_endpoint ep, json_t *up, const char
             return NULL;
         gg__dialect_new_id(id, sizeof(id), "cmpl-");
         out = json_pack("{s:s,s:s,s:I,s:s,s:[{s:O,s:i,s:n,s:s}],s:o}", "id", id, "object", "text_completion", "created",
-                        (json_int_t)time(NULL), "model", model, "choices", "text", v, "index", 0, "logprobs",
-                        "finish_reason", gg__dialect_finish_to_openai(json_string_value(json_object_get(up, "done_reason")), 0),
-                        "usage", usage_object(prompt, int_or(json_object_get(up, "eval_count"), 0)));
+                        (json_int_t)time(NULL), "model", model, "choices", "text", v, "index", 0, "logprobs", "finish_reason",
+                        gg__dialect_finish_to_openai(json_string_value(json_object_get(up, "done_reason")), 0), "usage",
+                        usage_object(prompt, int_or(json_object_get(up, "eval_count"), 0)));
         break;
     case GG_EP_EMBED:
     case GG_EP_EMBED_LEGACY: {
@@ -641,8 +638,8 @@ static json_t *resp_ollama_to_openai(enum gg_endpoint ep, json_t *up, const char
         }
         json_array_foreach(embs, i, e)
         {
-            json_array_append_new(data, json_pack("{s:s,s:I,s:o}", "object", "embedding", "index", (json_int_t)i,
-                                                  "embedding", want_base64 ? floats_to_base64(e) : json_incref(e)));
+            json_array_append_new(data, json_pack("{s:s,s:I,s:o}", "object", "embedding", "index", (json_int_t)i, "embedding",
+                                                  want_base64 ? floats_to_base64(e) : json_incref(e)));
         }
         json_decref(embs);
         out = json_pack("{s:s,s:o,s:s,s:o}", "object", "list", "data", data, "model", model, "usage",
@@ -682,8 +679,7 @@ static json_t *resp_openai_to_ollama(enum gg_endpoint ep, json_t *up, const char
                 json_array_foreach(calls, i, call)
                 {
                     json_t *fn = json_object_get(call, "function"), *name = json_object_get(fn, "name");
-                    json_array_append_new(ocalls, json_pack("{s:{s:o,s:o}}", "function", "name",
-                                                            str_or_empty(name), "arguments",
+                    json_array_append_new(ocalls, json_pack("{s:{s:o,s:o}}", "function", "name", str_or_empty(name), "arguments",
                                                             gg__dialect_args_to_object(json_object_get(fn, "arguments"))));
                 }
                 json_object_set_new(om, "tool_calls", ocalls);
@@ -728,8 +724,8 @@ static json_t *resp_openai_to_ollama(enum gg_endpoint ep, json_t *up, const char
     return NULL;
 }
 
-json_t *gg_dialect_response(enum gg_dialect from, enum gg_dialect to, enum gg_endpoint ep, json_t *upstream_body,
-                            const char *model, int want_base64)
+json_t *gg_dialect_response(enum gg_dialect from, enum gg_dialect to, enum gg_endpoint ep, json_t *upstream_body, const char *model,
+                            int want_base64)
 {
     if (!json_is_object(upstream_body))
         return NULL;
@@ -765,8 +761,8 @@ char *gg_dialect_error_body(enum gg_dialect d, const char *message, const char *
     if (msg == NULL) /* not UTF-8: say something rather than nothing */
         msg = json_string(message != NULL ? "error (message not valid UTF-8)" : "error");
     if (d == GG_DIALECT_OPENAI)
-        body = json_pack("{s:{s:o,s:o,s:o,s:o}}", "error", "message", msg, "type", str_or_null(type), "param",
-                         str_or_null(param), "code", str_or_null(code));
+        body = json_pack("{s:{s:o,s:o,s:o,s:o}}", "error", "message", msg, "type", str_or_null(type), "param", str_or_null(param),
+                         "code", str_or_null(code));
     else
         body = json_pack("{s:o}", "error", msg);
     char *s = body != NULL ? json_dumps(body, GG_JSON_DUMP_FLAGS) : NULL;

@@ -67,12 +67,11 @@ static const char *upstream_error(json_t *root)
     if (json_is_string(e))
         return json_string_value(e);
     if (json_is_object(e))
-        return json_is_string(json_object_get(e, "message")) ? json_string_value(json_object_get(e, "message"))
-                                                              : "upstream error";
+        return json_is_string(json_object_get(e, "message")) ? json_string_value(json_object_get(e, "message")) : "upstream error";
     const char *obj = json_string_value(json_object_get(root, "object"));
     if (obj != NULL && strcmp(obj, "error") == 0)
         return json_is_string(json_object_get(root, "message")) ? json_string_value(json_object_get(root, "message"))
-                                                                 : "upstream error";
+                                                                : "upstream error";
     return NULL;
 }
 
@@ -151,11 +150,11 @@ static int ollama_to_openai(gg_xlate_t *x, json_t *root, gg_buf_t *out)
                 json_t *fn = json_object_get(call, "function"), *name = json_object_get(fn, "name");
                 char id[32];
                 snprintf(id, sizeof(id), "call_%d", x->saw_tool_calls + (int)i);
-                json_array_append_new(ocalls, json_pack("{s:I,s:s,s:s,s:{s:o,s:o}}", "index",
-                                                        (json_int_t)(x->saw_tool_calls + (int)i), "id", id, "type",
-                                                        "function", "function", "name",
-                                                        json_is_string(name) ? json_incref(name) : json_string(""),
-                                                        "arguments", gg__dialect_args_to_string(json_object_get(fn, "arguments"))));
+                json_array_append_new(ocalls,
+                                      json_pack("{s:I,s:s,s:s,s:{s:o,s:o}}", "index", (json_int_t)(x->saw_tool_calls + (int)i),
+                                                "id", id, "type", "function", "function", "name",
+                                                json_is_string(name) ? json_incref(name) : json_string(""), "arguments",
+                                                gg__dialect_args_to_string(json_object_get(fn, "arguments"))));
             }
             x->saw_tool_calls += (int)json_array_size(calls);
             chunk_open(x, out);
@@ -233,8 +232,7 @@ static void ollama_final(gg_xlate_t *x, gg_buf_t *out)
         size_t i;
         json_array_foreach(x->tool_calls, i, acc)
         {
-            json_array_append_new(calls, json_pack("{s:{s:O,s:o}}", "function", "name", json_object_get(acc, "name"),
-                                                   "arguments",
+            json_array_append_new(calls, json_pack("{s:{s:O,s:o}}", "function", "name", json_object_get(acc, "name"), "arguments",
                                                    gg__dialect_args_to_object(json_object_get(acc, "arguments"))));
         }
         line_open(x, out);

@@ -10,7 +10,10 @@ typedef struct gg_buf {
     size_t cap;
 } gg_buf_t;
 
-#define GG_BUF_INIT {NULL, 0, 0}
+#define GG_BUF_INIT                                                                                                                \
+    {                                                                                                                              \
+        NULL, 0, 0                                                                                                                 \
+    }
 
 /** Makes room for `extra` more bytes (plus a NUL the buffer always keeps after `len`). */
 void gg_buf_reserve(gg_buf_t *b, size_t extra);

@@ -34,8 +34,8 @@ json_t *gg_dialect_request(enum gg_dialect from, enum gg_dialect to, enum gg_end
  * encoding_format "base64" (little-endian float32). Returns NULL when the upstream body is not
  * the expected shape.
  */
-json_t *gg_dialect_response(enum gg_dialect from, enum gg_dialect to, enum gg_endpoint ep, json_t *upstream_body,
-                            const char *model, int want_base64);
+json_t *gg_dialect_response(enum gg_dialect from, enum gg_dialect to, enum gg_endpoint ep, json_t *upstream_body, const char *model,
+                            int want_base64);
 /** Rewrites an OpenAI embeddings response's float arrays into base64 float32 strings in place; 0 or -EINVAL. */
 int gg_dialect_embedding_encode_base64(json_t *openai_embeddings_response);
 

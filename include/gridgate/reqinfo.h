@@ -28,7 +28,7 @@ enum gg_endpoint {
 #define GG_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 typedef struct gg_reqinfo {
-    json_t *root;           /* the parsed body (owned; freed by gg_reqinfo_dispose) */
+    json_t *root; /* the parsed body (owned; freed by gg_reqinfo_dispose) */
     enum gg_dialect dialect;
     enum gg_endpoint ep;
     const char *model;      /* points into root; never NULL after a successful parse */

@@ -20,12 +20,12 @@ typedef void (*gg_stream_on_event)(void *ctx, const char *data, size_t len);
 typedef struct gg_stream_parser {
     enum gg_stream_kind kind;
     size_t max_event;
-    int error;        /* -E2BIG once an event was too long; sticky */
-    int skip_lf;      /* the last byte fed was CR, so a leading LF in the next slice ends nothing */
-    int has_data;     /* SSE: the event being assembled has at least one data: line */
-    gg_buf_t line;    /* an incomplete line carried over between feeds */
-    gg_buf_t data;    /* SSE: the data of the event being assembled */
-    const char *ref;  /* SSE: a single data line still inside the caller's slice (not yet copied) */
+    int error;       /* -E2BIG once an event was too long; sticky */
+    int skip_lf;     /* the last byte fed was CR, so a leading LF in the next slice ends nothing */
+    int has_data;    /* SSE: the event being assembled has at least one data: line */
+    gg_buf_t line;   /* an incomplete line carried over between feeds */
+    gg_buf_t data;   /* SSE: the data of the event being assembled */
+    const char *ref; /* SSE: a single data line still inside the caller's slice (not yet copied) */
     size_t ref_len;
 } gg_stream_parser_t;
 

@@ -60,8 +60,7 @@ static void test_sse_basic(void)
     /* no space after the colon, and only one space is stripped */
     CHECK_EQ_STR(run(GG_STREAM_SSE, "data:x\n\ndata:  y\n\n", 0, 1024, NULL), "x| y|");
     /* multi-line data joined with \n, comments and other fields ignored */
-    CHECK_EQ_STR(run(GG_STREAM_SSE, ": keep-alive\nevent: message\nid: 7\ndata: a\ndata: b\nretry: 5\n\n", 0, 1024, NULL),
-                 "a\nb|");
+    CHECK_EQ_STR(run(GG_STREAM_SSE, ": keep-alive\nevent: message\nid: 7\ndata: a\ndata: b\nretry: 5\n\n", 0, 1024, NULL), "a\nb|");
     /* an event with no data lines is not reported; an empty data line is an empty event */
     CHECK_EQ_STR(run(GG_STREAM_SSE, "event: ping\n\ndata\n\ndata:\n\n", 0, 1024, NULL), "||");
     /* a field merely starting with "data" is a different field */

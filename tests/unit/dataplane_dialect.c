@@ -388,8 +388,7 @@ static void test_stream_ollama_to_openai(void)
     CHECK_EQ_STR(S(json_object_get(json_array_get(json_object_get(e1, "choices"), 0), "delta")), "{\"content\":\"Hel\"}");
     CHECK_EQ_STR(S(json_object_get(json_array_get(json_object_get(e2, "choices"), 0), "delta")),
                  "{\"content\":\"lo \\\"w\\\"\\n\"}");
-    CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(e3, "choices"), 0), "finish_reason")),
-                 "length");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(e3, "choices"), 0), "finish_reason")), "length");
     CHECK_EQ_INT(json_array_size(json_object_get(e4, "choices")), 0);
     CHECK_EQ_STR(S(json_object_get(e4, "usage")), "{\"prompt_tokens\":11,\"completion_tokens\":2,\"total_tokens\":13}");
     CHECK_EQ_STR(json_string_value(json_array_get(evs, 5)), "[DONE]");
@@ -419,8 +418,7 @@ static void test_stream_ollama_to_openai(void)
     CHECK_EQ_STR(json_string_value(json_object_get(e0, "object")), "text_completion");
     CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(e0, "choices"), 0), "text")), "Hi");
     e1 = ev_json(evs, 1);
-    CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(e1, "choices"), 0), "finish_reason")),
-                 "stop");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(e1, "choices"), 0), "finish_reason")), "stop");
     CHECK_EQ_STR(json_string_value(json_array_get(evs, 2)), "[DONE]");
     json_decref(e0), json_decref(e1), json_decref(evs);
     gg_xlate_dispose(&x);
@@ -546,8 +544,7 @@ static void test_stream_errors(void)
     json_t *evs = reparse(&out, GG_STREAM_SSE);
     CHECK_EQ_INT(json_array_size(evs), 2);
     json_t *e0 = ev_json(evs, 0);
-    CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(e0, "choices"), 0), "finish_reason")),
-                 "error");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(e0, "choices"), 0), "finish_reason")), "error");
     CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(e0, "error"), "message")), "upstream \"broke\"");
     CHECK_EQ_STR(json_string_value(json_array_get(evs, 1)), "[DONE]");
     json_decref(e0), json_decref(evs);
@@ -569,8 +566,7 @@ static void test_stream_errors(void)
     CHECK_EQ_INT(gg_xlate_event(&x, e, strlen(e), &out), 0);
     evs = reparse(&out, GG_STREAM_SSE);
     e0 = ev_json(evs, 0);
-    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(e0, "error"), "message")),
-                 "model requires more system memory");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(e0, "error"), "message")), "model requires more system memory");
     json_decref(e0), json_decref(evs);
     gg_xlate_dispose(&x);
 
@@ -611,9 +607,9 @@ static void test_stream_split_feed(void)
     gg_buf_t out = GG_BUF_INIT;
     gg_xlate_init(&x, GG_DIALECT_OPENAI, GG_DIALECT_OLLAMA, GG_EP_CHAT, "m", 0);
     for (size_t i = 0; i < json_array_size(events); i++)
-        CHECK_EQ_INT(gg_xlate_event(&x, json_string_value(json_array_get(events, i)),
-                                    json_string_length(json_array_get(events, i)), &out),
-                     0);
+        CHECK_EQ_INT(
+            gg_xlate_event(&x, json_string_value(json_array_get(events, i)), json_string_length(json_array_get(events, i)), &out),
+            0);
     json_t *lines = reparse(&out, GG_STREAM_NDJSON);
     CHECK_EQ_INT(json_array_size(lines), 3);
     json_t *last = ev_json(lines, 2);
@@ -624,6 +620,6 @@ static void test_stream_split_feed(void)
     gg_buf_free(&out);
 }
 
-TEST_MAIN(test_paths, test_request_ollama_to_openai, test_request_openai_to_ollama, test_response_chat,
-          test_response_completion, test_embeddings, test_error_body, test_stream_ollama_to_openai,
-          test_stream_openai_to_ollama, test_stream_errors, test_stream_split_feed)
+TEST_MAIN(test_paths, test_request_ollama_to_openai, test_request_openai_to_ollama, test_response_chat, test_response_completion,
+          test_embeddings, test_error_body, test_stream_ollama_to_openai, test_stream_openai_to_ollama, test_stream_errors,
+          test_stream_split_feed)
