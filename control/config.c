@@ -1077,6 +1077,7 @@ int gg_config_parse_string(const char *text, size_t len, const char *name, gg_co
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         snprintf(err, errlen, "%s:%d: (syntax): %s", c.file, jerr.line > 0 ? jerr.line : 1, jerr.text);
+        gg_config_free(out);
         return -EINVAL;
     }
     int r;
