@@ -150,7 +150,10 @@ static int open_conn(const char *host, unsigned port, int is_unix, int64_t deadl
 {
     if (is_unix) {
         struct sockaddr_un sun = {.sun_family = AF_UNIX};
-        strncpy(sun.sun_path, host, sizeof(sun.sun_path) - 1);
+        size_t l = strlen(host);
+        if (l >= sizeof(sun.sun_path))
+            return -EINVAL;
+        memcpy(sun.sun_path, host, l + 1);
         return connect_addr((struct sockaddr *)&sun, sizeof(sun), AF_UNIX, deadline);
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
@@ -305,8 +308,8 @@ static int read_response(int fd, const char *method, int64_t deadline, gg_httpc_
 
     const char *v;
     size_t vl;
-    int chunked = header_value(res->head, hlen, "transfer-encoding", &v, &vl) == 0 && vl >= 7 &&
-                  strncasecmp(v + vl - 7, "chunked", 7) == 0;
+    int chunked =
+        header_value(res->head, hlen, "transfer-encoding", &v, &vl) == 0 && vl >= 7 && strncasecmp(v + vl - 7, "chunked", 7) == 0;
     long long clen = -1;
     if (!chunked && header_value(res->head, hlen, "content-length", &v, &vl) == 0) {
         char tmp[24];
@@ -437,8 +440,8 @@ int gg_httpc_request(const char *target, const char *method, const char *path, c
     if (body != NULL)
         snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", body_len);
     char *req = NULL;
-    int reqlen = asprintf(&req, "%s %s%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s\r\n", method, prefix, path,
-                          hosthdr, clen, headers ? headers : "");
+    int reqlen = asprintf(&req, "%s %s%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s\r\n", method, prefix, path, hosthdr,
+                          clen, headers ? headers : "");
     if (reqlen < 0)
         abort();
 

@@ -36,8 +36,8 @@ struct retired {
 };
 static struct retired *retired_list;
 
-static const char *const kind_names[GG_ENGINE_KIND_COUNT] = {"unknown", "ollama",   "vllm",  "sglang",
-                                                             "llamacpp", "lmstudio", "mlx", "comfyui"};
+static const char *const kind_names[GG_ENGINE_KIND_COUNT] = {"unknown",  "ollama",   "vllm", "sglang",
+                                                             "llamacpp", "lmstudio", "mlx",  "comfyui"};
 static const char *const state_names[GG_BACKEND_STATE_COUNT] = {"free", "up", "down", "draining", "loading", "half_open"};
 
 static int64_t mono_ms(void)
@@ -101,6 +101,18 @@ static void free_models(gg_backend_model_t *m, size_t n)
 }
 
 /* --- model table ------------------------------------------------------------------------------- */
+
+/* Ollama's implicit tag: "llama3" and "llama3:latest" name the same model, and other engines list the
+ * plain name. The table and the listings use the name without ":latest", so both merge into one entry. */
+static void canonical_name(const char *in, char out[GG_MODEL_NAME_MAX])
+{
+    size_t len = strnlen(in, GG_MODEL_NAME_MAX - 1);
+    if (len > 7 && memcmp(in + len - 7, ":latest", 7) == 0)
+        len -= 7;
+    memcpy(out, in, len);
+    out[len] = '\0';
+}
+
 static int cmp_entry(const void *a, const void *b)
 {
     return strcmp(((const gg_model_entry_t *)a)->name, ((const gg_model_entry_t *)b)->name);
@@ -123,7 +135,7 @@ static void publish_locked(void)
             continue;
         for (size_t j = 0; j < priv[i].n_models; j++) {
             gg_model_entry_t *e = &t->e[n++];
-            memcpy(e->name, priv[i].models[j].name, sizeof(e->name));
+            canonical_name(priv[i].models[j].name, e->name);
             e->served[i >> 6] |= 1ull << (i & 63);
             if (priv[i].models[j].loaded)
                 e->loaded[i >> 6] |= 1ull << (i & 63);
@@ -180,22 +192,9 @@ static const gg_model_entry_t *find_exact(const gg_model_table_t *t, const char 
 
 const gg_model_entry_t *gg_models_find(const gg_model_table_t *t, const char *name)
 {
-    const gg_model_entry_t *e = find_exact(t, name);
-    if (e != NULL)
-        return e;
-    /* Ollama's implicit tag: "llama3" and "llama3:latest" name the same model. */
-    char alt[GG_MODEL_NAME_MAX];
-    size_t len = strlen(name);
-    if (strchr(name, ':') == NULL && len + 7 < sizeof(alt)) {
-        snprintf(alt, sizeof(alt), "%s:latest", name);
-        return find_exact(t, alt);
-    }
-    if (len > 7 && len - 7 < sizeof(alt) && strcmp(name + len - 7, ":latest") == 0) {
-        memcpy(alt, name, len - 7);
-        alt[len - 7] = '\0';
-        return find_exact(t, alt);
-    }
-    return NULL;
+    char canon[GG_MODEL_NAME_MAX];
+    canonical_name(name, canon);
+    return find_exact(t, canon);
 }
 
 void gg_models_reclaim(void)
@@ -447,11 +446,13 @@ json_t *gg_models_list_json(void)
         const char *kname = gg_engine_kind_name(atomic_load(&b->kind));
         for (size_t j = 0; j < priv[i].n_models; j++) {
             const gg_backend_model_t *m = &priv[i].models[j];
-            json_t *o = json_object_get(byname, m->name);
+            char canon[GG_MODEL_NAME_MAX];
+            canonical_name(m->name, canon);
+            json_t *o = json_object_get(byname, canon);
             if (o == NULL) {
-                o = json_pack("{s:s, s:[], s:[], s:[], s:I, s:I, s:n, s:n}", "name", m->name, "served_by", "loaded_on",
-                              "kinds", "size", (json_int_t)0, "expires_at", (json_int_t)0, "meta", "ps");
-                json_object_set_new(byname, m->name, o);
+                o = json_pack("{s:s, s:[], s:[], s:[], s:I, s:I, s:n, s:n}", "name", canon, "served_by", "loaded_on", "kinds",
+                              "size", (json_int_t)0, "expires_at", (json_int_t)0, "meta", "ps");
+                json_object_set_new(byname, canon, o);
             }
             json_array_append_new(json_object_get(o, "served_by"), json_string(b->name));
             if (m->loaded)
@@ -501,17 +502,16 @@ json_t *gg_backends_list_json(void)
             continue;
         json_t *models = json_array();
         for (size_t j = 0; j < priv[i].n_models; j++)
-            json_array_append_new(models, json_pack("{s:s, s:b}", "name", priv[i].models[j].name, "loaded",
-                                                    priv[i].models[j].loaded));
+            json_array_append_new(models,
+                                  json_pack("{s:s, s:b}", "name", priv[i].models[j].name, "loaded", priv[i].models[j].loaded));
         json_array_append_new(
-            out, json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:o}",
-                           "slot", (int)i, "name", b->name, "url", b->url, "kind", gg_engine_kind_name(atomic_load(&b->kind)),
-                           "state", gg_backend_state_name(atomic_load(&b->state)), "weight", (int)atomic_load(&b->weight),
-                           "capacity", (int)atomic_load(&b->capacity), "inflight", (int)atomic_load(&b->inflight),
-                           "engine_running", (int)atomic_load(&b->engine_running), "engine_waiting",
-                           (int)atomic_load(&b->engine_waiting), "kv_permille", (int)atomic_load(&b->kv_permille),
-                           "ttft_ewma_us", (int)atomic_load(&b->ttft_ewma_us), "tokens_per_s",
-                           (int)atomic_load(&b->tokens_per_s), "consecutive_failures",
+            out, json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:o}", "slot", (int)i,
+                           "name", b->name, "url", b->url, "kind", gg_engine_kind_name(atomic_load(&b->kind)), "state",
+                           gg_backend_state_name(atomic_load(&b->state)), "weight", (int)atomic_load(&b->weight), "capacity",
+                           (int)atomic_load(&b->capacity), "inflight", (int)atomic_load(&b->inflight), "engine_running",
+                           (int)atomic_load(&b->engine_running), "engine_waiting", (int)atomic_load(&b->engine_waiting),
+                           "kv_permille", (int)atomic_load(&b->kv_permille), "ttft_ewma_us", (int)atomic_load(&b->ttft_ewma_us),
+                           "tokens_per_s", (int)atomic_load(&b->tokens_per_s), "consecutive_failures",
                            (int)atomic_load(&b->consecutive_failures), "requests", (json_int_t)atomic_load(&b->requests),
                            "failures", (json_int_t)atomic_load(&b->failures), "models", models));
     }

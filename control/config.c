@@ -18,10 +18,10 @@
 
 enum ctype { T_BOOL, T_U32, T_U64, T_DOUBLE, T_STR, T_ENUM, T_STRLIST, T_OBJ, T_OBJLIST, T_STRMAP, T_CUSTOM };
 
-#define F_REQUIRED 1u      /* must be present (in an array element) */
-#define F_SCALAR_OK 2u     /* T_STRLIST: a single string is a one-element list */
-#define F_HOSTPORT 4u      /* T_STR/T_STRLIST: each value is HOST:PORT */
-#define F_NONEMPTY 8u      /* T_STR/T_STRLIST: no empty strings */
+#define F_REQUIRED 1u  /* must be present (in an array element) */
+#define F_SCALAR_OK 2u /* T_STRLIST: a single string is a one-element list */
+#define F_HOSTPORT 4u  /* T_STR/T_STRLIST: each value is HOST:PORT */
+#define F_NONEMPTY 8u  /* T_STR/T_STRLIST: no empty strings */
 
 struct opt;
 struct ctx;
@@ -283,8 +283,7 @@ static const struct opt tenant_opts[] = {
     {"weight", T_U32, TN(weight), .min = 1, .max = 10000, .def = "1", .doc = "Fair share among tenants of a priority."},
     {"priority", T_U32, TN(priority), .min = 0, .max = 9, .def = "0", .doc = "Higher is served first (0..9)."},
     {"rate", T_OBJ, 0, .sub = &rate_schema, .doc = "Rate limits."},
-    {"max_inflight", T_U32, TN(max_inflight), .min = 0, .max = 1000000, .def = "0",
-     .doc = "Concurrent requests (0: unlimited)."},
+    {"max_inflight", T_U32, TN(max_inflight), .min = 0, .max = 1000000, .def = "0", .doc = "Concurrent requests (0: unlimited)."},
     {"max_queue", T_U32, TN(max_queue), .min = 0, .max = 1000000, .def = "256",
      .doc = "Requests waiting for admission before 429."},
 };
@@ -293,8 +292,7 @@ static const struct schema tenant_schema = {tenant_opts, sizeof(tenant_opts) / s
 static const struct opt routing_opts[] = {
     {"aliases", T_STRMAP, CFG(routing.aliases), CFG(routing.n_aliases), .doc = "{\"alias\": \"model\"} renames."},
     {"affinity", T_BOOL, CFG(routing.affinity), .def = "true", .doc = "Keep a tenant's model on the same backend."},
-    {"prefer_loaded", T_BOOL, CFG(routing.prefer_loaded), .def = "true",
-     .doc = "Prefer backends that have the model in memory."},
+    {"prefer_loaded", T_BOOL, CFG(routing.prefer_loaded), .def = "true", .doc = "Prefer backends that have the model in memory."},
     {"retries", T_U32, CFG(routing.retries), .min = 0, .max = 10, .def = "1",
      .doc = "Retries on another backend before the first byte."},
     {"queue_ms", T_U32, CFG(routing.queue_ms), .min = 0, .max = 600000, .def = "30000",
@@ -321,8 +319,7 @@ static const struct opt timeouts_opts[] = {
     {"connect_ms", T_U32, CFG(timeouts.connect_ms), .min = 1, .max = 600000, .def = "2000", .doc = "Upstream connect."},
     {"first_byte_ms", T_U32, CFG(timeouts.first_byte_ms), .min = 1, .max = 3600000, .def = "300000",
      .doc = "Upstream response head (model loads can be slow)."},
-    {"idle_ms", T_U32, CFG(timeouts.idle_ms), .min = 1, .max = 3600000, .def = "120000",
-     .doc = "Gap between streamed chunks."},
+    {"idle_ms", T_U32, CFG(timeouts.idle_ms), .min = 1, .max = 3600000, .def = "120000", .doc = "Gap between streamed chunks."},
 };
 static const struct schema timeouts_schema = {timeouts_opts, sizeof(timeouts_opts) / sizeof(timeouts_opts[0])};
 
@@ -355,8 +352,7 @@ static const struct opt registration_opts[] = {
      .doc = "Shared secret agents present to register backends (unset: registration off)."},
     {"approve", T_BOOL, CFG(registration.approve), .def = "false", .doc = "Approve registered backends automatically."},
 };
-static const struct schema registration_schema = {registration_opts,
-                                                  sizeof(registration_opts) / sizeof(registration_opts[0])};
+static const struct schema registration_schema = {registration_opts, sizeof(registration_opts) / sizeof(registration_opts[0])};
 
 static const struct opt root_opts[] = {
     {"listen", T_STRLIST, CFG(listen), CFG(n_listen), .flags = F_SCALAR_OK | F_HOSTPORT, .def = "127.0.0.1:8080",
@@ -364,8 +360,8 @@ static const struct opt root_opts[] = {
     {"admin", T_CUSTOM, 0, .parse = parse_admin, .free_fn = free_admin, .type_doc = "admin",
      .doc = "Admin API: \"HOST:PORT\", \"unix:PATH\" or {\"listen\": ..., \"token\": ...} (unset: off)."},
     {"threads", T_U32, CFG(threads), .min = 0, .max = 256, .def = "0", .doc = "Worker threads (0: one per CPU)."},
-    {"backends", T_OBJLIST, CFG(backends), CFG(n_backends), .sub = &backend_schema,
-     .elem_size = sizeof(gg_config_backend_t), .doc = "Inference engines."},
+    {"backends", T_OBJLIST, CFG(backends), CFG(n_backends), .sub = &backend_schema, .elem_size = sizeof(gg_config_backend_t),
+     .doc = "Inference engines."},
     {"tenants", T_OBJLIST, CFG(tenants), CFG(n_tenants), .sub = &tenant_schema, .elem_size = sizeof(gg_config_tenant_t),
      .doc = "Clients by API key (others are tenant \"default\")."},
     {"routing", T_OBJ, 0, .sub = &routing_schema, .doc = "Backend selection."},
@@ -377,8 +373,8 @@ static const struct opt root_opts[] = {
     {"tls", T_OBJ, 0, .sub = &tls_schema, .doc = "TLS for the client listeners (cert and key together)."},
     {"access_log", T_STR, CFG(access_log), .flags = F_NONEMPTY, .doc = "JSON-lines access log: a path, or \"-\" for stderr."},
     {"log_level", T_STR, CFG(log_level), .choices = log_levels, .def = "info", .doc = "error|warn|info|debug."},
-    {"trust_tenant_header", T_CUSTOM, 0, .parse = parse_trust, .free_fn = free_trust, .type_doc = "bool|[cidr]",
-     .def = "false", .doc = "Honour X-Tenant-ID: true, false, or from these source CIDRs only."},
+    {"trust_tenant_header", T_CUSTOM, 0, .parse = parse_trust, .free_fn = free_trust, .type_doc = "bool|[cidr]", .def = "false",
+     .doc = "Honour X-Tenant-ID: true, false, or from these source CIDRs only."},
     {"bpf", T_OBJ, 0, .sub = &bpf_schema, .doc = "eBPF acceleration."},
     {"registration", T_OBJ, 0, .sub = &registration_schema, .doc = "Backend self-registration by agents."},
 };
@@ -438,12 +434,10 @@ int gg_config_check_hostport(const char *s)
         if ((size_t)(colon - s) + 3 > sizeof(tmp))
             return -EINVAL;
         snprintf(tmp, sizeof(tmp), "%.*s:1", (int)(colon - s), s);
-        return gg_httpc_parse_target(tmp, host, sizeof(host), &port, prefix, sizeof(prefix), &is_unix) == 0 && !is_unix
-                   ? 0
-                   : -EINVAL;
+        return gg_httpc_parse_target(tmp, host, sizeof(host), &port, prefix, sizeof(prefix), &is_unix) == 0 && !is_unix ? 0
+                                                                                                                        : -EINVAL;
     }
-    return gg_httpc_parse_target(s, host, sizeof(host), &port, prefix, sizeof(prefix), &is_unix) == 0 && !is_unix ? 0
-                                                                                                                      : -EINVAL;
+    return gg_httpc_parse_target(s, host, sizeof(host), &port, prefix, sizeof(prefix), &is_unix) == 0 && !is_unix ? 0 : -EINVAL;
 }
 
 static int check_string(const struct opt *o, const char *s, struct ctx *c)
@@ -518,8 +512,8 @@ static int set_value(const struct opt *o, json_t *v, void *base, struct ctx *c)
     }
     case T_STRLIST: {
         if (!json_is_array(v) && !(json_is_string(v) && (o->flags & F_SCALAR_OK)))
-            return set_error(c, "expected %s, got %s", (o->flags & F_SCALAR_OK) ? "a string or an array of strings"
-                                                                                : "an array of strings",
+            return set_error(c, "expected %s, got %s",
+                             (o->flags & F_SCALAR_OK) ? "a string or an array of strings" : "an array of strings",
                              json_type_name(v));
         size_t n = json_is_array(v) ? json_array_size(v) : 1;
         char **list = xrealloc(NULL, n * sizeof(char *));
@@ -590,8 +584,7 @@ static int set_value(const struct opt *o, json_t *v, void *base, struct ctx *c)
         json_object_foreach(v, k, e)
         {
             push_key(c, k);
-            if (!json_is_string(e) || json_string_value(e)[0] == '\0' ||
-                strlen(json_string_value(e)) != json_string_length(e)) {
+            if (!json_is_string(e) || json_string_value(e)[0] == '\0' || strlen(json_string_value(e)) != json_string_length(e)) {
                 int r = set_error(c, "expected a model name, got %s", json_is_string(e) ? "\"\"" : json_type_name(e));
                 c->depth--;
                 return r;
@@ -674,8 +667,7 @@ static int parse_object(const struct schema *sc, json_t *obj, void *base, struct
             path_string(c, path, sizeof(path));
             int line = locate_line(c, c->depth);
             if (c->text != NULL)
-                snprintf(c->err, c->errlen, "%s:%d: %s%s%s: required", c->file, line, path, path[0] ? "." : "",
-                         sc->opts[i].key);
+                snprintf(c->err, c->errlen, "%s:%d: %s%s%s: required", c->file, line, path, path[0] ? "." : "", sc->opts[i].key);
             else
                 snprintf(c->err, c->errlen, "%s: %s%s%s: required", c->file, path, path[0] ? "." : "", sc->opts[i].key);
             return -EINVAL;
@@ -824,8 +816,7 @@ static int parse_kind(const struct opt *o, json_t *v, void *base, struct ctx *c)
         return set_error(c, "expected a string, got %s", json_type_name(v));
     int k = gg_engine_kind_parse(json_string_value(v));
     if (k < 0)
-        return set_error(c, "\"%s\" is not one of auto|ollama|vllm|sglang|llamacpp|lmstudio|mlx|comfyui",
-                         json_string_value(v));
+        return set_error(c, "\"%s\" is not one of auto|ollama|vllm|sglang|llamacpp|lmstudio|mlx|comfyui", json_string_value(v));
     *AT(base, o->off, int) = k;
     return 0;
 }

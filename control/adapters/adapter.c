@@ -36,9 +36,8 @@ int gg_adapter_detect(const char *base_url, int timeout_ms)
 {
     /* Specific probes first: SGLang before vLLM (both are OpenAI servers with /metrics), MLX's
      * /health + /v1/models would match almost anything, so it goes last. */
-    static const gg_adapter_t *const order[] = {&gg_adapter_ollama, &gg_adapter_comfyui, &gg_adapter_lmstudio,
-                                                &gg_adapter_sglang, &gg_adapter_vllm,    &gg_adapter_llamacpp,
-                                                &gg_adapter_mlx};
+    static const gg_adapter_t *const order[] = {&gg_adapter_ollama, &gg_adapter_comfyui,  &gg_adapter_lmstudio, &gg_adapter_sglang,
+                                                &gg_adapter_vllm,   &gg_adapter_llamacpp, &gg_adapter_mlx};
     int reachable = 0, last_err = -EHOSTUNREACH;
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
         int r = order[i]->detect(base_url, timeout_ms);
@@ -154,8 +153,7 @@ int gg_parse_openai_models(const char *body, int loaded, gg_engine_status_t *st)
     return n;
 }
 
-int gg_adapter_get(const char *base_url, const char *path, int timeout_ms, struct gg_httpc_response *res,
-                   gg_engine_status_t *st)
+int gg_adapter_get(const char *base_url, const char *path, int timeout_ms, struct gg_httpc_response *res, gg_engine_status_t *st)
 {
     res->max_body = 0;
     int r = gg_httpc_get(base_url, path, timeout_ms, res);

@@ -14,8 +14,8 @@ static int64_t parse_rfc3339(const char *s)
 {
     struct tm tm = {0};
     int n = 0;
-    if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-                            &tm.tm_sec, &n) != 6)
+    if (s == NULL ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
         return 0;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;

@@ -13,14 +13,14 @@
 typedef struct gg_engine_status {
     gg_backend_model_t *models; /* malloc'd; ownership moves to the registry (gg_backend_set_models) */
     size_t n_models, cap_models;
-    int has_load;          /* the fields below were read */
-    uint32_t running;      /* requests being processed */
-    uint32_t waiting;      /* queued inside the engine */
-    uint32_t kv_permille;  /* KV cache use, 0..1000 */
-    uint32_t capacity;     /* parallel slots the engine reports (0 = unknown) */
-    int loading;           /* the engine is up but loading a model (503 "Loading model") */
-    char version[64];      /* engine version when known */
-    char reason[128];      /* why a poll failed ("connect refused", "HTTP 500 on /api/tags") */
+    int has_load;         /* the fields below were read */
+    uint32_t running;     /* requests being processed */
+    uint32_t waiting;     /* queued inside the engine */
+    uint32_t kv_permille; /* KV cache use, 0..1000 */
+    uint32_t capacity;    /* parallel slots the engine reports (0 = unknown) */
+    int loading;          /* the engine is up but loading a model (503 "Loading model") */
+    char version[64];     /* engine version when known */
+    char reason[128];     /* why a poll failed ("connect refused", "HTTP 500 on /api/tags") */
 } gg_engine_status_t;
 
 typedef struct gg_adapter {
@@ -54,8 +54,7 @@ int gg_prom_value(const char *text, const char *name, double *out);
 int gg_parse_openai_models(const char *body, int loaded, gg_engine_status_t *st);
 /** GET with a status check; on failure fills st->reason and returns -errno (-EIO for a non-2xx status). */
 struct gg_httpc_response;
-int gg_adapter_get(const char *base_url, const char *path, int timeout_ms, struct gg_httpc_response *res,
-                   gg_engine_status_t *st);
+int gg_adapter_get(const char *base_url, const char *path, int timeout_ms, struct gg_httpc_response *res, gg_engine_status_t *st);
 
 /** GET /health: 2xx 0; 503 -EBUSY (loading; vLLM, SGLang, MLX and llama.cpp answer 503 while loading);
  * other statuses -EIO; transport errors -errno. Fills st->reason on failure. */

@@ -129,8 +129,8 @@ static inline int gg_model_bit(const uint64_t *set, int slot)
 
 /** The current snapshot (never NULL). Hold it for one routing decision only. */
 const gg_model_table_t *gg_models_current(void);
-/** Binary search by name; NULL when absent. Ollama's implicit tag is honoured: "llama3" finds "llama3:latest"
- * and "llama3:latest" finds "llama3" when the exact name is absent. */
+/** Binary search by name; NULL when absent. Names are kept without Ollama's implicit ":latest" tag, so "llama3"
+ * and "llama3:latest" find the same entry (which every engine listing either name contributes to). */
 const gg_model_entry_t *gg_models_find(const gg_model_table_t *t, const char *name);
 
 /** One model as an engine reported it (control side; see gg_backend_set_models). */

@@ -56,10 +56,10 @@ typedef struct gg_config {
     struct {
         gg_config_alias_t *aliases;
         size_t n_aliases;
-        int affinity;          /* prefer the backend that served the tenant/prefix before */
-        int prefer_loaded;     /* prefer backends that have the model in memory */
-        uint32_t retries;      /* retries on another backend before the first byte */
-        uint32_t queue_ms;     /* how long a request may wait for capacity */
+        int affinity;      /* prefer the backend that served the tenant/prefix before */
+        int prefer_loaded; /* prefer backends that have the model in memory */
+        uint32_t retries;  /* retries on another backend before the first byte */
+        uint32_t queue_ms; /* how long a request may wait for capacity */
     } routing;
     struct {
         uint32_t interval_ms, timeout_ms, fail_threshold, recover_threshold, cooldown_ms, max_cooldown_ms;

@@ -22,12 +22,12 @@ typedef struct gg_health_params {
 } gg_health_params_t;
 
 enum gg_health_event {
-    GG_HEV_TICK,         /* time passed (checks the cooldown) */
-    GG_HEV_PROBE_OK,     /* active probe answered */
-    GG_HEV_PROBE_FAIL,   /* active probe failed */
-    GG_HEV_PROBE_LOADING,/* engine answered "loading" */
-    GG_HEV_PASSIVE_FAIL, /* data plane saw a backend fault */
-    GG_HEV_PASSIVE_OK,   /* data plane completed a request */
+    GG_HEV_TICK,          /* time passed (checks the cooldown) */
+    GG_HEV_PROBE_OK,      /* active probe answered */
+    GG_HEV_PROBE_FAIL,    /* active probe failed */
+    GG_HEV_PROBE_LOADING, /* engine answered "loading" */
+    GG_HEV_PASSIVE_FAIL,  /* data plane saw a backend fault */
+    GG_HEV_PASSIVE_OK,    /* data plane completed a request */
     GG_HEV_DRAIN,
     GG_HEV_UNDRAIN,
 };

@@ -198,9 +198,8 @@ static void test_interim_head_204(void)
     gg_httpc_response_t res = {0};
     script("HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", NULL, NULL);
     const char *body = "{\"mode\":\"none\"}";
-    CHECK_EQ_INT(gg_httpc_request(target, "POST", "/p", "Content-Type: application/json\r\nX-A: b\r\n", body, strlen(body),
-                                  2000, &res),
-                 0);
+    CHECK_EQ_INT(
+        gg_httpc_request(target, "POST", "/p", "Content-Type: application/json\r\nX-A: b\r\n", body, strlen(body), 2000, &res), 0);
     CHECK_EQ_INT(res.status, 201);
     CHECK_EQ_STR(res.body, "ok");
     gg_httpc_response_free(&res);
@@ -284,7 +283,8 @@ static void test_parse_target(void)
     CHECK_EQ_INT(gg_httpc_parse_target("unix:/run/gg.sock", host, sizeof(host), &port, prefix, sizeof(prefix), &is_unix), 0);
     CHECK_EQ_INT(is_unix, 1);
     CHECK_EQ_STR(host, "/run/gg.sock");
-    const char *bad[] = {"gpu-box", "http://:80", "http://h:", "http://h:0", "http://h:65536", "http://h:8a", "[::1", "unix:", "h:1x"};
+    const char *bad[] = {"gpu-box",     "http://:80", "http://h:", "http://h:0", "http://h:65536",
+                         "http://h:8a", "[::1",       "unix:",     "h:1x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int r = gg_httpc_parse_target(bad[i], host, sizeof(host), &port, prefix, sizeof(prefix), &is_unix);
         if (r != -EINVAL)

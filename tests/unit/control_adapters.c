@@ -52,17 +52,16 @@ static void test_ollama(void)
     gg_engine_status_free(&st);
 }
 
-static const char *vllm_metrics =
-    "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
-    "# TYPE vllm:num_requests_running gauge\n"
-    "vllm:num_requests_running{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 3.0\n"
-    "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
-    "# TYPE vllm:num_requests_waiting gauge\n"
-    "vllm:num_requests_waiting{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 5.0\n"
-    "vllm:num_requests_waiting_by_reason{engine=\"0\",reason=\"capacity\"} 99.0\n"
-    "# TYPE vllm:kv_cache_usage_perc gauge\n"
-    "vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 0.4567\n"
-    "vllm:prompt_tokens_total{engine=\"0\",model_name=\"m\"} 1234.0\n";
+static const char *vllm_metrics = "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+                                  "# TYPE vllm:num_requests_running gauge\n"
+                                  "vllm:num_requests_running{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 3.0\n"
+                                  "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+                                  "# TYPE vllm:num_requests_waiting gauge\n"
+                                  "vllm:num_requests_waiting{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 5.0\n"
+                                  "vllm:num_requests_waiting_by_reason{engine=\"0\",reason=\"capacity\"} 99.0\n"
+                                  "# TYPE vllm:kv_cache_usage_perc gauge\n"
+                                  "vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 0.4567\n"
+                                  "vllm:prompt_tokens_total{engine=\"0\",model_name=\"m\"} 1234.0\n";
 
 static void test_prometheus(void)
 {
@@ -168,12 +167,13 @@ static void test_llamacpp(void)
 
 static void test_lmstudio_comfyui(void)
 {
-    const char *lms = "{\"object\":\"list\",\"data\":[{\"id\":\"qwen2-vl-7b-instruct\",\"object\":\"model\",\"type\":\"vlm\","
-                      "\"publisher\":\"mlx-community\",\"arch\":\"qwen2_vl\",\"compatibility_type\":\"mlx\","
-                      "\"quantization\":\"4bit\",\"state\":\"not-loaded\",\"max_context_length\":32768},"
-                      "{\"id\":\"meta-llama-3.1-8b-instruct\",\"object\":\"model\",\"type\":\"llm\",\"publisher\":\"lmstudio-community\","
-                      "\"arch\":\"llama\",\"compatibility_type\":\"gguf\",\"quantization\":\"Q4_K_M\",\"state\":\"loaded\","
-                      "\"max_context_length\":131072}]}";
+    const char *lms =
+        "{\"object\":\"list\",\"data\":[{\"id\":\"qwen2-vl-7b-instruct\",\"object\":\"model\",\"type\":\"vlm\","
+        "\"publisher\":\"mlx-community\",\"arch\":\"qwen2_vl\",\"compatibility_type\":\"mlx\","
+        "\"quantization\":\"4bit\",\"state\":\"not-loaded\",\"max_context_length\":32768},"
+        "{\"id\":\"meta-llama-3.1-8b-instruct\",\"object\":\"model\",\"type\":\"llm\",\"publisher\":\"lmstudio-community\","
+        "\"arch\":\"llama\",\"compatibility_type\":\"gguf\",\"quantization\":\"Q4_K_M\",\"state\":\"loaded\","
+        "\"max_context_length\":131072}]}";
     gg_engine_status_t st;
     gg_engine_status_init(&st);
     CHECK_EQ_INT(gg_lmstudio_parse_models(lms, &st), 2);
@@ -305,5 +305,4 @@ static void test_enginesim(void)
     }
 }
 
-TEST_MAIN(test_ollama, test_prometheus, test_vllm_sglang, test_llamacpp, test_lmstudio_comfyui, test_status_helpers,
-          test_enginesim)
+TEST_MAIN(test_ollama, test_prometheus, test_vllm_sglang, test_llamacpp, test_lmstudio_comfyui, test_status_helpers, test_enginesim)

@@ -45,8 +45,8 @@ static void test_add_find_remove(void)
     CHECK_EQ_INT(gg_backend_add("x", "https://127.0.0.1:9", GG_ENGINE_VLLM, 1, 0), -EINVAL);
     CHECK_EQ_INT(gg_backend_add("x", "unix:/tmp/s", GG_ENGINE_VLLM, 1, 0), -EINVAL);
     CHECK_EQ_INT(gg_backend_add("x", "http://127.0.0.1:9", (enum gg_engine_kind)99, 1, 0), -EINVAL);
-    CHECK_EQ_INT(gg_backend_add("0123456789012345678901234567890123456789012345678901234567890123456789",
-                                "http://127.0.0.1:9", GG_ENGINE_VLLM, 1, 0),
+    CHECK_EQ_INT(gg_backend_add("0123456789012345678901234567890123456789012345678901234567890123456789", "http://127.0.0.1:9",
+                                GG_ENGINE_VLLM, 1, 0),
                  -EINVAL);
 
     /* remove: the slot is freed, never renumbered; a new backend takes a never-used slot */

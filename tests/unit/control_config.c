@@ -132,7 +132,8 @@ static void test_errors(void)
     expect_error("{\"a\": 1, \"a\": 2}", "t.json:1: (syntax): duplicate object key near '\"a\"'");
     expect_error("[1]", "t.json:1: (top): expected an object, got an array");
     /* unknown keys, with and without a suggestion */
-    expect_error("{\n\"health\": {\n  \"intervl_ms\": 5\n}}", "t.json:3: health.intervl_ms: unknown key (did you mean \"interval_ms\"?)");
+    expect_error("{\n\"health\": {\n  \"intervl_ms\": 5\n}}",
+                 "t.json:3: health.intervl_ms: unknown key (did you mean \"interval_ms\"?)");
     expect_error("{\"zzzzzzzzz\": 1}", "t.json:1: zzzzzzzzz: unknown key");
     expect_error("{\n\n\"backends\": [{\"url\": \"http://a:1\"},\n  {\"url\": \"http://b:1\", \"wieght\": 2}]}",
                  "t.json:4: backends[1].wieght: unknown key (did you mean \"weight\"?)");
@@ -230,8 +231,7 @@ static void test_command_line(void)
     CHECK_EQ_STR(err, "--listen: \"bad\" is not HOST:PORT");
     /* --backend appends, with fragments */
     CHECK_EQ_INT(gg_config_add_backend_url(&cfg, "http://127.0.0.1:8000#kind=vllm", err, sizeof(err)), 0);
-    CHECK_EQ_INT(gg_config_add_backend_url(&cfg, "http://127.0.0.1:8001/#kind=llama.cpp#name=l#max_inflight=4", err,
-                                           sizeof(err)),
+    CHECK_EQ_INT(gg_config_add_backend_url(&cfg, "http://127.0.0.1:8001/#kind=llama.cpp#name=l#max_inflight=4", err, sizeof(err)),
                  0);
     CHECK_EQ_INT(cfg.n_backends, 3);
     CHECK_EQ_INT(cfg.backends[1].kind, GG_ENGINE_VLLM);

@@ -250,8 +250,13 @@ static void test_live(void)
     CHECK(gg_models_find(t, "m-vllm") != NULL && gg_models_find(t, "m-ollama:latest") != NULL);
     json_t *list = gg_models_list_json();
     CHECK_EQ_INT(json_array_size(list), 3);
-    json_t *mo = json_array_get(list, 0); /* m-ollama:latest */
-    CHECK_EQ_STR(json_string_value(json_object_get(mo, "name")), "m-ollama:latest");
+    /* listed under the name without Ollama's implicit tag; the engine's own entry keeps it */
+    json_t *mo = json_array_get(list, 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(mo, "name")), "m-ollama");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(mo, "meta"), "name")), "m-ollama:latest");
+    json_t *ms = json_array_get(list, 1);
+    CHECK_EQ_STR(json_string_value(json_object_get(ms, "name")), "m-shared");
+    CHECK_EQ_INT(json_array_size(json_object_get(ms, "served_by")), 2);
     CHECK(json_is_object(json_object_get(mo, "meta")));
     json_decref(list);
 
@@ -311,5 +316,4 @@ out:
     }
 }
 
-TEST_MAIN(test_new_backend, test_up_to_down, test_down_half_open_up, test_half_open_backoff, test_loading, test_draining,
-          test_live)
+TEST_MAIN(test_new_backend, test_up_to_down, test_down_half_open_up, test_half_open_backoff, test_loading, test_draining, test_live)
