@@ -803,6 +803,13 @@ static int on_head(void *ctx, int status, int minor, const struct phr_header *h,
 
     h2o_iovec_t pending;
     h2o_socket_t *up = gg_upstream_take_socket(c->up, &pending);
+    if (up == NULL) {
+        c->up = NULL; /* returning -1 cancels it */
+        release_backend(c, 1);
+        c->error = gg_upstream_err_bad_response;
+        respond_error(c, 502, "backend_error", "the ComfyUI backend's upgrade could not be taken over", -1);
+        return -1;
+    }
     c->up = NULL;
     release_backend(c, 0);
     ws_link_t *ws = calloc(1, sizeof(*ws));

@@ -314,6 +314,25 @@ test('a WebSocket without clientId gets an id from gridgate that routes its prom
   ws.destroy();
 });
 
+test('POST /interrupt goes to the backend of the prompt it names, else to every backend', async () => {
+  const r = await postPrompt(gw, { prompt: WORKFLOW(1), client_id: 'interrupter' });
+  assert.equal(r.status, 200);
+  await historyOf(gw, r.json.prompt_id);
+  const owner = (await Promise.all(sims.map((s) => http('GET', `${s.url}/history/${r.json.prompt_id}`)))).findIndex(
+    (d) => d.json[r.json.prompt_id],
+  );
+  assert.ok(owner >= 0);
+  const before = await Promise.all(sims.map((s) => pathCount(s, '/interrupt')));
+  const one = await http('POST', `${gw.url}/interrupt`, { body: { prompt_id: r.json.prompt_id } });
+  assert.equal(one.status, 200);
+  const mid = await Promise.all(sims.map((s) => pathCount(s, '/interrupt')));
+  assert.deepEqual([mid[0] - before[0], mid[1] - before[1]], owner === 0 ? [1, 0] : [0, 1]);
+  const all = await http('POST', `${gw.url}/api/interrupt`, { body: {} });
+  assert.equal(all.status, 200);
+  const after = await Promise.all(sims.map((s) => pathCount(s, '/interrupt')));
+  assert.deepEqual([after[0] - mid[0], after[1] - mid[1]], [1, 1]);
+});
+
 test('a bad workflow passes through with its status and node_errors', async () => {
   const r = await postPrompt(gw, { prompt: { 3: { class_type: 'KSampler' } }, client_id: 'bad' });
   assert.equal(r.status, 400);
