@@ -117,11 +117,10 @@ static json_t *ollama_entry(json_t *m, const char *own_key)
 {
     json_t *own = json_object_get(m, own_key);
     json_t *e = json_is_object(own) ? json_deep_copy(own) : json_object();
+    /* The merged name (without Ollama's implicit ":latest"), so every listing names a model the same way. */
     json_t *name = json_object_get(m, "name");
-    if (!json_object_get(e, "name"))
-        json_object_set(e, "name", name);
-    if (!json_object_get(e, "model"))
-        json_object_set(e, "model", name);
+    json_object_set(e, "name", name);
+    json_object_set(e, "model", name);
     if (!json_object_get(e, "size"))
         json_object_set(e, "size", json_object_get(m, "size") ? json_object_get(m, "size") : json_integer(0));
     if (!json_object_get(e, "digest"))

@@ -50,10 +50,10 @@ test('requests go to a backend that serves the model', async () => {
   const after = await simStats(vl);
   assert.equal(after.paths['/v1/chat/completions'], (before.paths['/v1/chat/completions'] || 0) + 1);
 
-  const lb = await simStats(lc);
+  const lb = (await simStats(lc)).paths['/v1/chat/completions'] || 0;
   const r2 = await http('POST', `${gw.url}/v1/chat/completions`, { body: chat('fast') });
   assert.equal(r2.status, 200, r2.body);
-  assert.equal((await simStats(lc)).requests_total, lb.requests_total + 1, 'alias fast -> phi3 on llamacpp');
+  assert.equal((await simStats(lc)).paths['/v1/chat/completions'], lb + 1, 'alias fast -> phi3 on llamacpp');
 });
 
 test('an OpenAI stream passes through: deltas equal the non-stream content, usage, [DONE]', async () => {

@@ -12,14 +12,13 @@ export const BUILD = path.resolve(ROOT, process.env.GG_BUILD || 'build');
 export const bin = (name) => path.join(BUILD, name);
 
 const live = new Set();
-let hooked = false;
+// Registered at import, so it belongs to the file's root: every process started anywhere in the file
+// is stopped once all of the file's tests are done (an after() called inside a before() hook would
+// run as soon as that hook ends).
+after(() => Promise.all([...live].map((p) => p.stop())));
 
 /** Starts `file args`, resolves once a line matches `ready` (default: the listening line). */
 export function startProcess(file, args, { ready = /listening on http:\/\/([\d.]+):(\d+)/, timeoutMs = 10000, env } = {}) {
-  if (!hooked) {
-    hooked = true;
-    after(() => Promise.all([...live].map((p) => p.stop())));
-  }
   const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let output = '';
   const p = {

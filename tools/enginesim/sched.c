@@ -530,7 +530,7 @@ static void on_hung_dispose(void *p)
 void watch_req(h2o_req_t *req, int hang)
 {
     struct hung *h = h2o_mem_alloc_shared(&req->pool, sizeof(*h), on_hung_dispose);
-    h->req = req;
+    *h = (struct hung){.req = req}; /* pool memory is not zeroed, and linking asserts the link is clear */
     h2o_linklist_insert(&hung_reqs, &h->link);
 }
 
