@@ -142,7 +142,8 @@ typedef struct gg_upstream_req gg_upstream_req_t;
  * on it, and with 0 bytes back nothing can have reached our caller. Timeouts are never retried (the engine may be
  * working on the request).
  *
- * Callbacks may call gg_upstream_pause/resume/cancel/take_socket on their own req.
+ * Callbacks may call gg_upstream_pause/resume/cancel/take_socket on their own req (not from on_end/on_error: the req
+ * is gone by then). As in any h2o program, SIGPIPE must be ignored: h2o's writes do not use MSG_NOSIGNAL.
  */
 gg_upstream_req_t *gg_upstream_send(gg_upstream_pool_t *pool, h2o_iovec_t head, h2o_iovec_t body,
                                     const gg_upstream_timeouts_t *t, const gg_upstream_callbacks_t *cb, void *ctx);

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -797,6 +798,7 @@ static void test_upgrade_take_socket(void)
 
 static void setup(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as in every h2o program: h2o writes with writev */
     loop = h2o_evloop_create();
 }
 
