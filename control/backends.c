@@ -1,12 +1,14 @@
 /* The backend registry (fixed slots) and the published model table (immutable snapshots swapped
  * atomically, freed after a grace period). See backend.h for the read/write contract. */
 #include "gridgate/backend.h"
+#include "gridgate/buf.h"
 #include "gridgate/httpc.h"
 #include "gridgate/log.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -517,4 +519,48 @@ json_t *gg_backends_list_json(void)
     }
     pthread_mutex_unlock(&reg_lock);
     return out;
+}
+
+/* Prometheus gauges of every live backend, rendered at scrape time from the published fields. */
+void gg_backends_render_metrics(gg_buf_t *out)
+{
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } gauges[] = {
+        {"gridgate_backend_inflight", "Requests gridgate has in flight on the backend.", offsetof(gg_backend_t, inflight)},
+        {"gridgate_backend_capacity", "Concurrent requests the backend takes (configured or derived).",
+         offsetof(gg_backend_t, capacity)},
+        {"gridgate_backend_engine_running", "Requests the engine reports running.", offsetof(gg_backend_t, engine_running)},
+        {"gridgate_backend_engine_waiting", "Requests the engine reports queued.", offsetof(gg_backend_t, engine_waiting)},
+        {"gridgate_backend_kv_permille", "KV-cache use the engine reports, per mille.", offsetof(gg_backend_t, kv_permille)},
+        {"gridgate_backend_ttft_ewma_us", "Moving average of time to first token, microseconds.",
+         offsetof(gg_backend_t, ttft_ewma_us)},
+    };
+    gg_buf_appendf(out, "# HELP gridgate_backend_up Whether the backend takes new requests (state up or half_open).\n"
+                        "# TYPE gridgate_backend_up gauge\n");
+    pthread_mutex_lock(&reg_lock);
+    uint32_t hwm = atomic_load(&gg_backends_hwm);
+    for (uint32_t i = 0; i < hwm; i++) {
+        gg_backend_t *b = &gg_backends[i];
+        if (!live(b))
+            continue;
+        uint32_t st = atomic_load(&b->state);
+        gg_buf_appendf(out, "gridgate_backend_up{backend=");
+        gg_buf_append_json_str(out, b->name, strlen(b->name));
+        gg_buf_appendf(out, ",kind=\"%s\",state=\"%s\"} %d\n", gg_engine_kind_name(atomic_load(&b->kind)),
+                       gg_backend_state_name(st), st == GG_BACKEND_UP || st == GG_BACKEND_HALF_OPEN);
+    }
+    for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+        gg_buf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name, gauges[g].help, gauges[g].name);
+        for (uint32_t i = 0; i < hwm; i++) {
+            gg_backend_t *b = &gg_backends[i];
+            if (!live(b))
+                continue;
+            gg_buf_appendf(out, "%s{backend=", gauges[g].name);
+            gg_buf_append_json_str(out, b->name, strlen(b->name));
+            gg_buf_appendf(out, "} %u\n", atomic_load((_Atomic uint32_t *)((char *)b + gauges[g].offset)));
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "gridgate/accesslog.h"
 #include "gridgate/backend.h"
 #include "gridgate/comfy.h"
 #include "gridgate/dialect.h"
@@ -20,10 +21,18 @@
 
 static const gg_config_t *cfg;
 
+static void render_inflight(gg_buf_t *out)
+{
+    gg_buf_appendf(out, "# HELP gridgate_inflight Requests in flight over all workers.\n# TYPE gridgate_inflight gauge\n"
+                        "gridgate_inflight %u\n", gg_server_inflight());
+}
+
 void gg_api_init(const gg_config_t *config)
 {
     cfg = config;
     gg_proxy_init();
+    gg_metrics_add_collector(gg_backends_render_metrics);
+    gg_metrics_add_collector(render_inflight);
 }
 
 static int path_is(h2o_iovec_t path, const char *s)
@@ -164,13 +173,14 @@ static void on_ollama_tags(h2o_req_t *req, int loaded_only)
 
 /* --- inference ------------------------------------------------------------------------------------ */
 
-static void on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, const char *path)
+/* Returns 1 when the proxy took the request (it logs it), 0 when it was answered here. */
+static int on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, const char *path)
 {
     gg_reqinfo_t ri;
     char err[256];
     if (gg_reqinfo_parse(&ri, d, ep, req->entity.base ? req->entity.base : "", req->entity.len, err, sizeof(err)) != 0) {
         gg_respond_error(req, d, 400, err, "invalid_request_error", NULL);
-        return;
+        return 0;
     }
     const char *model = resolve_alias(ri.model);
     const gg_model_table_t *t = gg_models_current();
@@ -183,16 +193,32 @@ static void on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep,
             snprintf(msg, sizeof(msg), "model '%s' not found", ri.model);
         gg_respond_error(req, d, 404, msg, "invalid_request_error", "model_not_found");
         gg_reqinfo_dispose(&ri);
-        return;
+        return 0;
     }
     char name[GG_MODEL_NAME_MAX];
     snprintf(name, sizeof(name), "%s", model);
     if (model != ri.model)
         gg_reqinfo_set_model(&ri, name);
     gg_proxy_start(req, &ri, path, name, e->served, e->loaded);
+    return 1;
 }
 
+/* Everything answered here (not by the proxy) is logged here, in the same format. */
+static void log_answer(h2o_req_t *req)
+{
+    gg_accesslog_entry_t e = {.req = req, .status = req->res.status, .bytes_out = req->res.content_length};
+    gg_accesslog_write(&e);
+}
+
+static void dispatch(h2o_req_t *req);
+
 int gg_api_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    dispatch(req);
+    return 0;
+}
+
+static void dispatch(h2o_req_t *req)
 {
     h2o_iovec_t path = req->path_normalized;
     int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
@@ -204,14 +230,16 @@ int gg_api_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (gg_endpoint_lookup(path.base, path.len, &d, &ep) == 0) {
         if (!post) {
             gg_respond_error(req, d, 405, "use POST for this endpoint", "invalid_request_error", "method_not_allowed");
-            return 0;
+            log_answer(req);
+            return;
         }
-        on_inference(req, d, ep, gg_endpoint_path(d, ep));
-        return 0;
+        if (!on_inference(req, d, ep, gg_endpoint_path(d, ep)))
+            log_answer(req);
+        return;
     }
     if (gg_comfy_match(path)) {
         gg_comfy_handle(req);
-        return 0;
+        return;
     }
     d = gg_dialect_of_path(path);
     if (get) {
@@ -231,9 +259,10 @@ int gg_api_on_req(h2o_handler_t *self, h2o_req_t *req)
             gg_respond(req, 200, "text/plain; charset=utf-8", H2O_STRLIT("gridgate is running (OpenAI /v1 and Ollama /api)"));
         else
             goto not_found;
-        return 0;
+        log_answer(req);
+        return;
     }
 not_found:
     gg_respond_error(req, d, 404, "no such endpoint", "invalid_request_error", "not_found");
-    return 0;
+    log_answer(req);
 }

@@ -73,7 +73,9 @@ static int setup_tls(const gg_server_opts_t *o)
         ssl_ctx = NULL;
         return -EINVAL;
     }
-    h2o_ssl_register_alpn_protocols(ssl_ctx, h2o_http2_alpn_protocols);
+    /* h2o's own list names only h2; http/1.1 is added so clients that offer just it see it confirmed. */
+    static const h2o_iovec_t alpn[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL, 0}};
+    h2o_ssl_register_alpn_protocols(ssl_ctx, alpn);
     return 0;
 }
 

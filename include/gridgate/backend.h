@@ -159,6 +159,10 @@ void gg_models_reclaim(void);
  * sorted by name; only backends in state UP, HALF_OPEN, LOADING or DRAINING contribute.
  */
 json_t *gg_models_list_json(void);
+/** Prometheus gauges of every live backend (gridgate_backend_up{backend,kind,state}, in-flight, capacity,
+ * engine load, TTFT average), for the /metrics collector. */
+struct gg_buf;
+void gg_backends_render_metrics(struct gg_buf *out);
 /** Registry as JSON for the admin API / gridctl: [{"slot","name","url","kind","state",...}]. */
 json_t *gg_backends_list_json(void);
 #endif

@@ -21,7 +21,7 @@ port_of() { # waits for "listening on http://H:P" in a log, prints P
     echo "no listening line in $1" >&2; cat "$1" >&2; exit 1
 }
 
-"$B/enginesim" --listen 127.0.0.1:0 --flavor vllm --models bench --decode-ms 0 --max-seqs 256 --log-level warn >"$work/sim.log" 2>&1 &
+"$B/enginesim" --listen 127.0.0.1:0 --flavor vllm --models bench --decode-ms 0 --max-seqs 256 >"$work/sim.log" 2>&1 &
 pids+=($!); SIM=$!
 SP=$(port_of "$work/sim.log")
 
