@@ -154,24 +154,30 @@ static void advance(void)
         unsigned steps = node_steps(node);
         if (p->step < steps) {
             p->step++;
-            prompt_event(p, "progress", json_pack("{s:i,s:i,s:s,s:s}", "value", p->step, "max", steps, "prompt_id", p->id, "node", id), 0);
+            prompt_event(p, "progress",
+                         json_pack("{s:i,s:i,s:s,s:s}", "value", p->step, "max", steps, "prompt_id", p->id, "node", id), 0);
             timer_link(&tick, step_ms);
             return;
         }
         if (is_output(node)) {
             json_t *imgs = json_array();
             json_t *batch = json_object_get(json_object_get(node, "inputs"), "batch_size");
-            unsigned n = json_is_integer(batch) && json_integer_value(batch) > 1 && json_integer_value(batch) <= 8 ? json_integer_value(batch) : 1;
+            unsigned n = json_is_integer(batch) && json_integer_value(batch) > 1 && json_integer_value(batch) <= 8
+                             ? json_integer_value(batch)
+                             : 1;
             for (unsigned k = 0; k < n; k++) {
                 unsigned slot = nimages++ % MAX_HISTORY;
                 snprintf(images[slot].name, sizeof(images[slot].name), "ComfyUI_%05u_.png", ++image_counter);
                 images[slot].seed = hash_bytes(0, p->id, strlen(p->id)) + k;
-                json_array_append_new(imgs, json_pack("{s:s,s:s,s:s}", "filename", images[slot].name, "subfolder", "", "type",
-                                                      strcmp(json_string_value(json_object_get(node, "class_type")), "SaveImage") ? "temp" : "output"));
+                json_array_append_new(
+                    imgs,
+                    json_pack("{s:s,s:s,s:s}", "filename", images[slot].name, "subfolder", "", "type",
+                              strcmp(json_string_value(json_object_get(node, "class_type")), "SaveImage") ? "temp" : "output"));
             }
             json_t *out = json_pack("{s:o}", "images", imgs);
             json_object_set(p->outputs, id, out);
-            prompt_event(p, "executed", json_pack("{s:s,s:s,s:o,s:s}", "node", id, "display_node", id, "output", out, "prompt_id", p->id), 0);
+            prompt_event(p, "executed",
+                         json_pack("{s:s,s:s,s:o,s:s}", "node", id, "display_node", id, "output", out, "prompt_id", p->id), 0);
         }
         p->node_i++;
         p->announced = 0;
@@ -297,8 +303,8 @@ static json_t *history_item(struct cprompt *p)
     json_t *meta = json_object();
     const char *k;
     json_t *v;
-    json_object_foreach(p->outputs, k, v) json_object_set_new(meta, k, json_pack("{s:s,s:s,s:n,s:s}", "node_id", k, "display_node", k,
-                                                                                   "parent_node", "real_node_id", k));
+    json_object_foreach(p->outputs, k, v) json_object_set_new(
+        meta, k, json_pack("{s:s,s:s,s:n,s:s}", "node_id", k, "display_node", k, "parent_node", "real_node_id", k));
     return json_pack("{s:o,s:O,s:{s:s,s:b,s:O},s:o}", "prompt", queue_item(p), "outputs", p->outputs, "status", "status_str",
                      p->success ? "success" : "error", "completed", p->success, "messages", p->messages, "meta", meta);
 }
@@ -391,11 +397,11 @@ void comfy_queue(h2o_req_t *req, int dialect, const struct fault *f)
 void comfy_system_stats(h2o_req_t *req, int dialect, const struct fault *f)
 {
     json_int_t vram = (json_int_t)(G.vram_mb ? G.vram_mb : 24576) << 20;
-    send_jansson(req, json_pack("{s:{s:s,s:I,s:I,s:s,s:s,s:s,s:b,s:[s]},s:[{s:s,s:s,s:i,s:I,s:I,s:I,s:I}]}", "system", "os", "posix",
-                                "ram_total", (json_int_t)64 << 30, "ram_free", (json_int_t)48 << 30, "comfyui_version", "0.3.40",
-                                "python_version", "3.12.3", "pytorch_version", "2.7.0+cu126", "embedded_python", 0, "argv", "main.py",
-                                "devices", "name", "cuda:0 enginesim GPU", "type", "cuda", "index", 0, "vram_total", vram, "vram_free",
-                                vram / 2, "torch_vram_total", vram, "torch_vram_free", vram / 2));
+    send_jansson(req, json_pack("{s:{s:s,s:I,s:I,s:s,s:s,s:s,s:b,s:[s]},s:[{s:s,s:s,s:i,s:I,s:I,s:I,s:I}]}", "system", "os",
+                                "posix", "ram_total", (json_int_t)64 << 30, "ram_free", (json_int_t)48 << 30, "comfyui_version",
+                                "0.3.40", "python_version", "3.12.3", "pytorch_version", "2.7.0+cu126", "embedded_python", 0,
+                                "argv", "main.py", "devices", "name", "cuda:0 enginesim GPU", "type", "cuda", "index", 0,
+                                "vram_total", vram, "vram_free", vram / 2, "torch_vram_total", vram, "torch_vram_free", vram / 2));
 }
 
 void comfy_interrupt(h2o_req_t *req, int dialect, const struct fault *f)
@@ -438,7 +444,8 @@ void comfy_ws(h2o_req_t *req, int dialect, const struct fault *f)
         make_uuid(c->client_id, ++G.next_id ^ now_ns());
     c->conn = h2o_upgrade_to_websocket(req, key, c, on_ws_message);
     h2o_linklist_insert(&clients, &c->link);
-    json_t *d = json_pack("{s:{s:{s:i}},s:s}", "status", "exec_info", "queue_remaining", (int)queue_remaining(), "sid", c->client_id);
+    json_t *d =
+        json_pack("{s:{s:{s:i}},s:s}", "status", "exec_info", "queue_remaining", (int)queue_remaining(), "sid", c->client_id);
     json_t *msg = json_pack("{s:s,s:o}", "type", "status", "data", d);
     char *text = json_dumps(msg, JSON_COMPACT);
     ws_send_to(c, text, strlen(text));

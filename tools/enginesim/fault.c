@@ -11,9 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static const char *const mode_names[] = {"none",       "refuse", "hang",    "status",
-                                         "reset_after", "malformed", "slow", "garbage",
-                                         "close_after_headers", "redirect"};
+static const char *const mode_names[] = {
+    "none", "refuse", "hang", "status", "reset_after", "malformed", "slow", "garbage", "close_after_headers", "redirect"};
 #define NMODES (sizeof(mode_names) / sizeof(mode_names[0]))
 
 static void consume(void)
@@ -176,11 +175,13 @@ int fault_answer(h2o_req_t *req, const struct fault *f, int dialect, int stream)
             static const char body[] = "{\"model\":\"x\",\"created_at\":\"2024-01-01T00:00:00Z\",\"message\":{\"role\":\"assis\n";
             send_body(req, 200, "application/x-ndjson", body, sizeof(body) - 1);
         } else if (stream) {
-            static const char body[] = "data: {\"id\":\"chatcmpl-broken\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":\n\n"
-                                       "data: not json at all\n\n";
+            static const char body[] =
+                "data: {\"id\":\"chatcmpl-broken\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":\n\n"
+                "data: not json at all\n\n";
             send_body(req, 200, "text/event-stream; charset=utf-8", body, sizeof(body) - 1);
         } else {
-            static const char body[] = "{\"id\":\"chatcmpl-broken\",\"object\":\"chat.completion\",\"choices\":[{\"message\":{\"content";
+            static const char body[] =
+                "{\"id\":\"chatcmpl-broken\",\"object\":\"chat.completion\",\"choices\":[{\"message\":{\"content";
             send_body(req, 200, "application/json", body, sizeof(body) - 1);
         }
         return 1;

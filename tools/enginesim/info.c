@@ -96,7 +96,8 @@ void info_metrics(h2o_req_t *req, int dialect, const struct fault *f)
         metric(&b, "sglang:token_usage", "gauge", "The token usage.", labels, kv_ratio());
         metric(&b, "sglang:num_used_tokens", "gauge", "The number of used tokens.", labels, kv_used());
         metric(&b, "sglang:prompt_tokens_total", "counter", "Number of prefill tokens processed.", labels, G.prompt_tokens_total);
-        metric(&b, "sglang:generation_tokens_total", "counter", "Number of generation tokens processed.", labels, G.gen_tokens_total);
+        metric(&b, "sglang:generation_tokens_total", "counter", "Number of generation tokens processed.", labels,
+               G.gen_tokens_total);
         ttft_histogram(&b, "sglang:time_to_first_token_seconds", labels);
         break;
     default:
@@ -133,14 +134,17 @@ void info_slots(h2o_req_t *req, int dialect, const struct fault *f)
     sb_puts(&b, "[");
     for (unsigned i = 0; i < G.max_seqs; i++) {
         struct seq *s = G.slots[i];
-        sb_printf(&b,
-                  "%s{\"id\":%u,\"id_task\":%lld,\"n_ctx\":%u,\"speculative\":false,\"is_processing\":%s,\"params\":{\"n_predict\":%d},"
-                  "\"next_token\":{\"has_next_token\":%s,\"has_new_line\":false,\"n_remain\":%d,\"n_decoded\":%u,\"stopping_word\":\"\"}",
-                  i ? "," : "", i, s ? (long long)s->id : -1LL, G.kv_tokens / G.max_seqs, s ? "true" : "false", s ? (int)s->target : -1,
-                  s ? "true" : "false", s ? (int)(s->target - s->generated) : -1, s ? s->generated : 0);
+        sb_printf(
+            &b,
+            "%s{\"id\":%u,\"id_task\":%lld,\"n_ctx\":%u,\"speculative\":false,\"is_processing\":%s,\"params\":{\"n_predict\":%d},"
+            "\"next_token\":{\"has_next_token\":%s,\"has_new_line\":false,\"n_remain\":%d,\"n_decoded\":%u,\"stopping_word\":\"\"}",
+            i ? "," : "", i, s ? (long long)s->id : -1LL, G.kv_tokens / G.max_seqs, s ? "true" : "false", s ? (int)s->target : -1,
+            s ? "true" : "false", s ? (int)(s->target - s->generated) : -1, s ? s->generated : 0);
         if (s)
             sb_printf(&b, ",\"model\":\"%s\",\"state\":\"%s\"", s->model->name,
-                      s->state == S_LOADING ? "loading" : s->state == S_PREFILL ? "prefill" : "decode");
+                      s->state == S_LOADING   ? "loading"
+                      : s->state == S_PREFILL ? "prefill"
+                                              : "decode");
         sb_puts(&b, "}");
     }
     sb_puts(&b, "]");
@@ -152,8 +156,9 @@ void info_model_info(h2o_req_t *req, int dialect, const struct fault *f)
 {
     struct sbuf b = {0};
     const char *model = G.nmodels ? G.models[0].name : "";
-    sb_printf(&b, "{\"model_path\":\"%s\",\"tokenizer_path\":\"%s\",\"is_generation\":true,\"preferred_sampling_params\":null,"
-                  "\"weight_version\":\"default\"}",
+    sb_printf(&b,
+              "{\"model_path\":\"%s\",\"tokenizer_path\":\"%s\",\"is_generation\":true,\"preferred_sampling_params\":null,"
+              "\"weight_version\":\"default\"}",
               model, model);
     send_json(req, 200, &b);
 }

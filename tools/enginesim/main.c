@@ -17,7 +17,7 @@
 
 struct sim G;
 
-const double ttft_bounds[TTFT_BUCKETS] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+const double ttft_bounds[TTFT_BUCKETS] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,   0.25,  0.5,    0.75, 1.0,
                                           2.5,   5.0,   7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0, 1e300};
 
 static const char *const flavor_names[FL__COUNT] = {"ollama", "vllm", "sglang", "llamacpp", "lmstudio", "mlx", "comfyui"};
@@ -278,7 +278,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         plen -= 4;
     }
     int is_sim = plen >= 6 && memcmp(path, "/_sim/", 6) == 0;
-    int dialect = G.flavor == FL_COMFYUI ? DIA_COMFY : G.flavor == FL_OLLAMA && plen >= 5 && memcmp(path, "/api/", 5) == 0 ? DIA_OLLAMA : DIA_OPENAI;
+    int dialect = G.flavor == FL_COMFYUI                                                ? DIA_COMFY
+                  : G.flavor == FL_OLLAMA && plen >= 5 && memcmp(path, "/api/", 5) == 0 ? DIA_OLLAMA
+                                                                                        : DIA_OPENAI;
 
     const struct route *found = NULL;
     int wrong_method = 0;
@@ -367,18 +369,23 @@ static const struct option_row {
     {"flavor", O_FLAVOR, NULL, 0, 0, "engine to imitate: ollama|vllm|sglang|llamacpp|lmstudio|mlx|comfyui (default vllm)"},
     {"models", O_STR, &opt_models, 0, 0, "models served: name[:SIZE_MB],... (a last ':' part of digits is a size in MB)"},
     {"max-seqs", O_INT, &opt_max_seqs, 1, 4096, "sequences decoded at once (default 1 ollama/comfyui, 8 others)"},
-    {"max-queue", O_INT, &opt_max_queue, 0, 10000000, "waiting requests beyond which new ones get 503 (default 512 ollama, 0=unbounded)"},
+    {"max-queue", O_INT, &opt_max_queue, 0, 10000000,
+     "waiting requests beyond which new ones get 503 (default 512 ollama, 0=unbounded)"},
     {"prefill-tps", O_DBL, &opt_prefill_tps, 0, 0, "prompt tokens prefilled per second (default 100000; 0 = instant)"},
     {"decode-ms", O_DBL, &opt_decode_ms, 0, 0,
      "ms per decode step of the batch; a step takes decode_ms*(1+0.05*(batch-1)) (default 2; 0 = back-to-back)"},
     {"load-ms", O_INT, &opt_load_ms, 0, 3600000, "time to load a model on first use (default 0)"},
-    {"vram-mb", O_INT, &opt_vram_mb, 0, 1LL << 40, "VRAM for loaded models; loading evicts idle models LRU-first (default 0 = unlimited)"},
+    {"vram-mb", O_INT, &opt_vram_mb, 0, 1LL << 40,
+     "VRAM for loaded models; loading evicts idle models LRU-first (default 0 = unlimited)"},
     {"default-size-mb", O_INT, &opt_default_size, 1, 1LL << 30, "size of a model named without a size (default 4000)"},
     {"kv-tokens", O_INT, &opt_kv_tokens, 1, 1LL << 40, "KV cache capacity in tokens, for the kv usage metrics (default 65536)"},
-    {"default-tokens", O_INT, &opt_default_tokens, 1, 1000000, "completion length when the request sets no limit (default 16)"},
+    {"default-tokens", O_INT, &opt_default_tokens, 1, 1000000,
+     "natural completion length (default 16); a smaller max_tokens/num_predict cuts it (finish \"length\"), "
+     "ignore_eos:true makes max_tokens the exact length"},
     {"embed-dim", O_INT, &opt_embed_dim, 1, 65536, "embedding dimensions (default 384)"},
     {"max-body-mb", O_INT, &opt_max_body_mb, 1, 1024, "largest request body; beyond it 413 (default 8)"},
-    {"crash-after", O_INT, &opt_crash_after, 0, 1LL << 40, "serve N requests, then _exit(1) when the next one arrives (default 0 = never)"},
+    {"crash-after", O_INT, &opt_crash_after, 0, 1LL << 40,
+     "serve N requests, then _exit(1) when the next one arrives (default 0 = never)"},
     {"fault", O_STR, &opt_fault, 0, 0, "initial fault as JSON, as for POST /_sim/fault"},
     {"log-level", O_LOG, NULL, 0, 0, "error|warn|info|debug (default info)"},
 };
@@ -572,7 +579,10 @@ int main(int argc, char **argv)
         json_decref(o);
     }
     if (opt_listen[0] == '\0')
-        snprintf(opt_listen, sizeof(opt_listen), "127.0.0.1:%d", G.flavor == FL_OLLAMA ? 11434 : G.flavor == FL_COMFYUI ? 8188 : 8000);
+        snprintf(opt_listen, sizeof(opt_listen), "127.0.0.1:%d",
+                 G.flavor == FL_OLLAMA    ? 11434
+                 : G.flavor == FL_COMFYUI ? 8188
+                                          : 8000);
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);

@@ -92,7 +92,8 @@ struct model *resolve_model(h2o_req_t *req, int dialect, json_t *body, const cha
         return &G.models[0];
     }
     if (!json_is_string(v) || json_string_length(v) == 0) {
-        send_error(req, dialect, 400, "invalid_request_error", NULL, dialect == DIA_OLLAMA ? "model is required" : "'model' must be a non-empty string");
+        send_error(req, dialect, 400, "invalid_request_error", NULL,
+                   dialect == DIA_OLLAMA ? "model is required" : "'model' must be a non-empty string");
         return NULL;
     }
     *name = json_string_value(v);
@@ -187,7 +188,8 @@ static void oai_on_token(struct seq *s, const char *tok, size_t len)
         sb_puts(b, ",\"choices\":[{\"index\":0,\"text\":");
     }
     sb_json_str(b, tok, len);
-    sb_puts(b, s->kind == K_CHAT ? "},\"logprobs\":null,\"finish_reason\":null}]}\n\n" : ",\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+    sb_puts(b, s->kind == K_CHAT ? "},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+                                 : ",\"logprobs\":null,\"finish_reason\":null}]}\n\n");
 }
 
 static void sb_usage(struct sbuf *b, struct seq *s)
@@ -414,7 +416,8 @@ void oai_embeddings(h2o_req_t *req, int dialect, const struct fault *f)
         goto out;
     json_t *input = json_object_get(body, "input");
     json_t *inputs;
-    if (json_is_string(input) || (json_is_array(input) && json_array_size(input) > 0 && json_is_integer(json_array_get(input, 0)))) {
+    if (json_is_string(input) ||
+        (json_is_array(input) && json_array_size(input) > 0 && json_is_integer(json_array_get(input, 0)))) {
         inputs = json_array();
         json_array_append(inputs, input);
     } else if (json_is_array(input) && json_array_size(input) > 0) {
@@ -440,7 +443,8 @@ void oai_embeddings(h2o_req_t *req, int dialect, const struct fault *f)
     s->dialect = DIA_OPENAI;
     s->inputs = inputs;
     s->base64 = base64;
-    s->dim = json_is_integer(dims) && json_integer_value(dims) > 0 && json_integer_value(dims) <= 65536 ? json_integer_value(dims) : G.embed_dim;
+    s->dim = json_is_integer(dims) && json_integer_value(dims) > 0 && json_integer_value(dims) <= 65536 ? json_integer_value(dims)
+                                                                                                        : G.embed_dim;
     size_t chars = 0, i;
     json_t *e;
     uint64_t h = 0;

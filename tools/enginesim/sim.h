@@ -46,13 +46,13 @@ enum model_state { M_UNLOADED, M_LOADING, M_LOADED };
 #define MODEL_NAME_MAX 128
 
 struct model {
-    char name[MODEL_NAME_MAX]; /* as configured, e.g. "llama3" or "qwen2:7b" */
+    char name[MODEL_NAME_MAX];       /* as configured, e.g. "llama3" or "qwen2:7b" */
     char tagged[MODEL_NAME_MAX + 8]; /* Ollama form with a tag, e.g. "llama3:latest" */
     unsigned size_mb;
     int state;
-    int running;             /* sequences using it */
-    uint64_t last_used_ms;   /* for LRU */
-    int64_t expires_at_ms;   /* Ollama keep_alive; -1 = never */
+    int running;           /* sequences using it */
+    uint64_t last_used_ms; /* for LRU */
+    int64_t expires_at_ms; /* Ollama keep_alive; -1 = never */
     uint64_t load_done_ms;
     h2o_timeout_entry_t load_timer;
 };
@@ -75,12 +75,12 @@ struct seq {
     char reqmodel[MODEL_NAME_MAX]; /* the name the client used, echoed back */
     int kind, dialect, stream, include_usage, state, slot;
     const char *ctype;
-    uint64_t h;                   /* content seed */
+    uint64_t h; /* content seed */
     unsigned prompt_tokens, target, generated;
-    int finish_length;            /* cut by max_tokens */
-    int64_t keep_alive_ms;        /* Ollama: -2 = not given */
-    json_t *inputs;               /* embeddings: array of inputs */
-    int base64;                   /* embeddings encoding */
+    int finish_length;     /* cut by max_tokens */
+    int64_t keep_alive_ms; /* Ollama: -2 = not given */
+    json_t *inputs;        /* embeddings: array of inputs */
+    int base64;            /* embeddings encoding */
     unsigned dim;
     uint64_t id;
     /* fault applied to this request */
@@ -115,13 +115,23 @@ void watch_req(h2o_req_t *req, int hang);
 
 /* ---- run-time state (main.c) ------------------------------------------------------------------------ */
 struct fault {
-    int mode; /* FAULT_* */
+    int mode;                        /* FAULT_* */
     int status, after_tokens, count; /* count: -1 = until changed */
     unsigned factor;
     char location[256];
 };
-enum { FAULT_NONE, FAULT_REFUSE, FAULT_HANG, FAULT_STATUS, FAULT_RESET_AFTER, FAULT_MALFORMED, FAULT_SLOW, FAULT_GARBAGE,
-       FAULT_CLOSE_AFTER_HEADERS, FAULT_REDIRECT };
+enum {
+    FAULT_NONE,
+    FAULT_REFUSE,
+    FAULT_HANG,
+    FAULT_STATUS,
+    FAULT_RESET_AFTER,
+    FAULT_MALFORMED,
+    FAULT_SLOW,
+    FAULT_GARBAGE,
+    FAULT_CLOSE_AFTER_HEADERS,
+    FAULT_REDIRECT
+};
 
 #define MAX_PATHS 64
 #define TTFT_BUCKETS 23

@@ -144,19 +144,19 @@ uint64_t mix64(uint64_t x)
 
 /* Each word comes in its first-token form and its following-token form (leading space). */
 static const char *const words[][2] = {
-    {"The", " the"},       {"A", " a"},         {"Model", " model"},     {"Engine", " engine"},  {"Token", " token"},
-    {"Quick", " quick"},   {"Brown", " brown"}, {"Fox", " fox"},         {"Jumps", " jumps"},    {"Over", " over"},
-    {"Lazy", " lazy"},     {"Dog", " dog"},     {"Gateway", " gateway"}, {"Stream", " stream"},  {"Of", " of"},
-    {"Light", " light"},   {"River", " river"}, {"Stone", " stone"},     {"Cloud", " cloud"},    {"Green", " green"},
-    {"Signal", " signal"}, {"Packet", " packet"}, {"Kernel", " kernel"}, {"Socket", " socket"},  {"Batch", " batch"},
-    {"Queue", " queue"},   {"And", " and"},     {"Then", " then"},       {"With", " with"},      {"Under", " under"},
-    {"Bright", " bright"}, {"Silent", " silent"}, {"Answer", " answer"}, {"Question", " question"}, {"Every", " every"},
-    {"Small", " small"},   {"Large", " large"}, {"Fast", " fast"},       {"Slow", " slow"},      {"Is", " is"},
-    {"Was", " was"},       {"Will", " will"},   {"Can", " can"},         {"Not", " not"},        {"Here", " here"},
-    {"There", " there"},   {"Now", " now"},     {"Again", " again"},     {"Word", " word"},      {"Line", " line"},
-    {"Graph", " graph"},   {"Tree", " tree"},   {"Field", " field"},     {"Order", " order"},    {"Value", " value"},
-    {"Number", " number"}, {"Point", " point"}, {"Shape", " shape"},     {"Sound", " sound"},    {"Time", " time"},
-    {"Space", " space"},   {"Path", " path"},   {"Door", " door"},       {"Key", " key"},
+    {"The", " the"},       {"A", " a"},           {"Model", " model"},     {"Engine", " engine"},     {"Token", " token"},
+    {"Quick", " quick"},   {"Brown", " brown"},   {"Fox", " fox"},         {"Jumps", " jumps"},       {"Over", " over"},
+    {"Lazy", " lazy"},     {"Dog", " dog"},       {"Gateway", " gateway"}, {"Stream", " stream"},     {"Of", " of"},
+    {"Light", " light"},   {"River", " river"},   {"Stone", " stone"},     {"Cloud", " cloud"},       {"Green", " green"},
+    {"Signal", " signal"}, {"Packet", " packet"}, {"Kernel", " kernel"},   {"Socket", " socket"},     {"Batch", " batch"},
+    {"Queue", " queue"},   {"And", " and"},       {"Then", " then"},       {"With", " with"},         {"Under", " under"},
+    {"Bright", " bright"}, {"Silent", " silent"}, {"Answer", " answer"},   {"Question", " question"}, {"Every", " every"},
+    {"Small", " small"},   {"Large", " large"},   {"Fast", " fast"},       {"Slow", " slow"},         {"Is", " is"},
+    {"Was", " was"},       {"Will", " will"},     {"Can", " can"},         {"Not", " not"},           {"Here", " here"},
+    {"There", " there"},   {"Now", " now"},       {"Again", " again"},     {"Word", " word"},         {"Line", " line"},
+    {"Graph", " graph"},   {"Tree", " tree"},     {"Field", " field"},     {"Order", " order"},       {"Value", " value"},
+    {"Number", " number"}, {"Point", " point"},   {"Shape", " shape"},     {"Sound", " sound"},       {"Time", " time"},
+    {"Space", " space"},   {"Path", " path"},     {"Door", " door"},       {"Key", " key"},
 };
 #define NWORDS (sizeof(words) / sizeof(words[0]))
 
