@@ -243,7 +243,18 @@ void gg_comfy_init(void)
  * Routes
  * ------------------------------------------------------------------------------------------------------------------- */
 
-enum route { RT_NONE, RT_PROMPT, RT_HISTORY, RT_HISTORY_ID, RT_VIEW, RT_QUEUE, RT_SYSTEM_STATS, RT_INTERRUPT, RT_WS, RT_OBJECT_INFO };
+enum route {
+    RT_NONE,
+    RT_PROMPT,
+    RT_HISTORY,
+    RT_HISTORY_ID,
+    RT_VIEW,
+    RT_QUEUE,
+    RT_SYSTEM_STATS,
+    RT_INTERRUPT,
+    RT_WS,
+    RT_OBJECT_INFO
+};
 
 /* How the backends of one request are chosen. */
 enum mode {
@@ -271,9 +282,9 @@ static enum route route_of(h2o_iovec_t path, h2o_iovec_t *id)
     static const struct {
         const char *path;
         enum route rt;
-    } exact[] = {{"/prompt", RT_PROMPT},           {"/history", RT_HISTORY},     {"/view", RT_VIEW},
-                 {"/queue", RT_QUEUE},             {"/system_stats", RT_SYSTEM_STATS}, {"/interrupt", RT_INTERRUPT},
-                 {"/ws", RT_WS},                   {"/object_info", RT_OBJECT_INFO}};
+    } exact[] = {{"/prompt", RT_PROMPT}, {"/history", RT_HISTORY},           {"/view", RT_VIEW},
+                 {"/queue", RT_QUEUE},   {"/system_stats", RT_SYSTEM_STATS}, {"/interrupt", RT_INTERRUPT},
+                 {"/ws", RT_WS},         {"/object_info", RT_OBJECT_INFO}};
     for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
         if (h2o_memis(path.base, path.len, exact[i].path, strlen(exact[i].path)))
             return exact[i].rt;
@@ -353,8 +364,8 @@ static int usable_comfy(int slot)
 /* Errors in ComfyUI's own shape, so its front ends show them. */
 static void respond_comfy_error(h2o_req_t *req, int status, const char *type, const char *message, int retry_after)
 {
-    json_t *j = json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", type, "message", message, "details", "",
-                          "extra_info", "node_errors");
+    json_t *j = json_pack("{s:{s:s, s:s, s:s, s:{}}, s:{}}", "error", "type", type, "message", message, "details", "", "extra_info",
+                          "node_errors");
     char *s = json_dumps(j, GG_JSON_DUMP_FLAGS);
     if (retry_after >= 0) {
         char *v = h2o_mem_alloc_pool(&req->pool, 16);
@@ -559,8 +570,8 @@ static void send_to(call_t *c, int slot)
         gg_buf_appendf(&head, "Content-Length: %zu\r\n", c->body.len);
     }
     /* Origin is not forwarded: ComfyUI refuses requests whose Origin differs from their Host, which is now ours. */
-    static const char *const fwd[] = {"comfy-user", "accept", "sec-websocket-key", "sec-websocket-version",
-                                      "sec-websocket-protocol", "sec-websocket-extensions"};
+    static const char *const fwd[] = {
+        "comfy-user", "accept", "sec-websocket-key", "sec-websocket-version", "sec-websocket-protocol", "sec-websocket-extensions"};
     for (size_t f = 0; f < sizeof(fwd) / sizeof(fwd[0]); f++) {
         if (c->rt != RT_WS && strncmp(fwd[f], "sec-", 4) == 0)
             continue;
@@ -595,11 +606,9 @@ static void respond_with(call_t *c, int status, h2o_iovec_t ctype, const gg_buf_
 {
     h2o_req_t *req = c->req;
     if (c->disposition.base != NULL)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_DISPOSITION, NULL, c->disposition.base,
-                       c->disposition.len);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_DISPOSITION, NULL, c->disposition.base, c->disposition.len);
     if (c->cache_control.base != NULL)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, c->cache_control.base,
-                       c->cache_control.len);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, c->cache_control.base, c->cache_control.len);
     const char *ct = ctype.base != NULL ? h2o_strdup(&req->pool, ctype.base, ctype.len).base : "application/json";
     c->bytes_out = body->len;
     c->responded = 1;
@@ -824,14 +833,14 @@ static int on_head(void *ctx, int status, int minor, const struct phr_header *h,
     req->res.reason = "Switching Protocols";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
     if (c->ws_accept.base != NULL)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL,
-                              c->ws_accept.base, c->ws_accept.len);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, c->ws_accept.base,
+                              c->ws_accept.len);
     if (c->ws_protocol.base != NULL)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-protocol"), 0, NULL,
-                              c->ws_protocol.base, c->ws_protocol.len);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-protocol"), 0, NULL, c->ws_protocol.base,
+                              c->ws_protocol.len);
     if (c->ws_extensions.base != NULL)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-extensions"), 0, NULL,
-                              c->ws_extensions.base, c->ws_extensions.len);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-extensions"), 0, NULL, c->ws_extensions.base,
+                              c->ws_extensions.len);
     c->responded = 1;
     c->tunnelled = 1;
     h2o_http1_upgrade(req, NULL, 0, on_upgraded, ws);
@@ -859,8 +868,8 @@ static const gg_upstream_callbacks_t upstream_cb = {on_head, on_body, on_end, on
 static void on_tunnel_close(void *ctx, const gg_tunnel_stats_t *s)
 {
     ws_link_t *ws = ctx;
-    gg_debug("comfy: websocket of client %s on %s ended (%s; %llu bytes up, %llu down)", ws->client_id,
-             gg_backends[ws->slot].name, s->reason, (unsigned long long)s->bytes[0], (unsigned long long)s->bytes[1]);
+    gg_debug("comfy: websocket of client %s on %s ended (%s; %llu bytes up, %llu down)", ws->client_id, gg_backends[ws->slot].name,
+             s->reason, (unsigned long long)s->bytes[0], (unsigned long long)s->bytes[1]);
     free(ws);
 }
 
@@ -942,9 +951,7 @@ void gg_comfy_handle(h2o_req_t *req)
     h2o_iovec_t id;
     enum route rt = route_of(req->path_normalized, &id);
     int get = method_is(req, "GET") || method_is(req, "HEAD"), post = method_is(req, "POST");
-    int allowed = rt == RT_PROMPT || rt == RT_HISTORY || rt == RT_QUEUE ? get || post
-                  : rt == RT_INTERRUPT                                  ? post
-                                                                        : get;
+    int allowed = rt == RT_PROMPT || rt == RT_HISTORY || rt == RT_QUEUE ? get || post : rt == RT_INTERRUPT ? post : get;
     if (!allowed) {
         respond_comfy_error(req, 405, "method_not_allowed", "method not allowed on this ComfyUI route", -1);
         return;

@@ -12,7 +12,7 @@
 typedef struct gg_tunnel gg_tunnel_t;
 
 typedef struct gg_tunnel_stats {
-    uint64_t bytes[2]; /* bytes[0]: relayed from side a to side b; bytes[1]: from b to a */
+    uint64_t bytes[2];  /* bytes[0]: relayed from side a to side b; bytes[1]: from b to a */
     const char *reason; /* why it ended: "closed by a", "closed by b", "error on a", ... (static string) */
 } gg_tunnel_stats_t;
 

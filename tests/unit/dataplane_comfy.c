@@ -44,7 +44,7 @@ static void test_expiry(void)
     gg_comfy_sticky_put(GG_COMFY_CLIENT, "b", 1, 1);
     fake_now += 600;
     CHECK_EQ_INT(gg_comfy_sticky_get(GG_COMFY_CLIENT, "a", 1), 0); /* use refreshes a */
-    fake_now += 600;                                              /* b idle 1200 ms, a 600 ms */
+    fake_now += 600;                                               /* b idle 1200 ms, a 600 ms */
     CHECK_EQ_INT(gg_comfy_sticky_get(GG_COMFY_CLIENT, "b", 1), -1);
     CHECK_EQ_INT(gg_comfy_sticky_get(GG_COMFY_CLIENT, "a", 1), 0);
     CHECK_EQ_INT(gg_comfy_sticky_size(), 1);

@@ -13,7 +13,7 @@
 static h2o_evloop_t *loop;
 
 struct end {
-    int outer;         /* the test's end of the pair */
+    int outer;          /* the test's end of the pair */
     h2o_socket_t *sock; /* the tunnel's end */
 };
 
