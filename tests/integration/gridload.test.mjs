@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import httpServer from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -101,6 +102,61 @@ test('two OpenAI flows, streaming and not, are reported separately with per-seco
   assert.ok(s.tpot_ms.n > 0);
   assert.equal(p.ttft_ms.p50, p.e2e_ms.p50);
   assert.equal(p.tpot_ms.n, 0);
+});
+
+test('TTFT is the first non-empty content token, not the first byte', async (t) => {
+  // enginesim writes its role chunk together with the first token, so it cannot tell the two clocks
+  // apart. This server sends the head, an SSE comment and empty-content events at once, and the first
+  // real content DELAY ms later: a first-byte clock would read ~0.
+  const DELAY = 300;
+  const seen = { '/v1/chat/completions': [], '/api/chat': [] };
+  const server = httpServer.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const ollama = req.url === '/api/chat';
+      seen[req.url]?.push({ auth: req.headers.authorization, body: JSON.parse(body) });
+      res.writeHead(200, { 'content-type': ollama ? 'application/x-ndjson' : 'text/event-stream' });
+      const ev = (content, extra = '') =>
+        ollama ? JSON.stringify({ message: { role: 'assistant', content }, done: false }) + '\n'
+          : `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content }, finish_reason: null }] })}${extra}\n\n`;
+      res.write(ollama ? ev('') : ': keep-alive\n\n' + ev('') + ev(''));
+      setTimeout(() => {
+        res.write(ev('Hello') + ev(' world'));
+        res.end(ollama ? JSON.stringify({ message: { content: '' }, done: true, eval_count: 2 }) + '\n' : 'data: [DONE]\n\n');
+      }, DELAY);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const url = `http://127.0.0.1:${server.address().port}`;
+  const r = await gridload(['--target', url, '--duration', '1', '--model', 'm1', '--max-tokens', '7', '--flow', 'sse:k-sse:3',
+    '--flow', 'nd::3,api=ollama,model=m2']);
+  assert.equal(r.code, 0, r.stderr);
+  for (const name of ['sse', 'nd']) {
+    const f = flow(r.report, name);
+    assert.ok(f.ok > 0 && f.ok === f.sent, `${name}: ${JSON.stringify(f.errors)}`);
+    assert.equal(f.tokens, 2 * f.ok, `${name}: empty-content events are not tokens`);
+    assert.ok(f.ttft_ms.min >= DELAY / 2, `${name}: ttft min ${f.ttft_ms.min} ms includes the ${DELAY} ms before content`);
+  }
+  // what went on the wire: the flow's key as a bearer token (none for an empty key), its model and limits
+  const oai = seen['/v1/chat/completions'];
+  const ol = seen['/api/chat'];
+  assert.equal(oai.length, flow(r.report, 'sse').sent);
+  assert.equal(ol.length, flow(r.report, 'nd').sent);
+  for (const x of oai) {
+    assert.equal(x.auth, 'Bearer k-sse');
+    assert.equal(x.body.model, 'm1');
+    assert.equal(x.body.max_tokens, 7);
+    assert.equal(x.body.stream, true);
+    assert.equal(x.body.stream_options.include_usage, true);
+  }
+  for (const x of ol) {
+    assert.equal(x.auth, undefined);
+    assert.equal(x.body.model, 'm2');
+    assert.equal(x.body.options.num_predict, 7);
+    assert.equal(x.body.stream, true);
+  }
 });
 
 test('Ollama dialect, NDJSON streaming and not, counts eval_count tokens', async (t) => {
