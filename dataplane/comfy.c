@@ -6,7 +6,7 @@
  * (prompt_id and client_id), the WebSocket's clientId, and the outputs listed by /history and /queue answers.
  * Requests that name nothing go to the least loaded backend (POST /prompt, /system_stats), to every backend in turn
  * until one knows the answer (/view, /history/{id} after a restart of gridgate), or to all of them with the answers
- * merged (/history, /queue) or broadcast (POST /interrupt without a target, POST /queue, POST /history).
+ * merged (/history, /queue) or broadcast (POST /interrupt without a target, POST /queue, POST /history, uploads).
  *
  * Responses are buffered: they are small JSON documents or single images. The WebSocket is answered only once the
  * backend accepted it (101), then both sockets leave HTTP and become a gg_tunnel. */
@@ -253,7 +253,8 @@ enum route {
     RT_SYSTEM_STATS,
     RT_INTERRUPT,
     RT_WS,
-    RT_OBJECT_INFO
+    RT_OBJECT_INFO,
+    RT_UPLOAD
 };
 
 /* How the backends of one request are chosen. */
@@ -282,9 +283,16 @@ static enum route route_of(h2o_iovec_t path, h2o_iovec_t *id)
     static const struct {
         const char *path;
         enum route rt;
-    } exact[] = {{"/prompt", RT_PROMPT}, {"/history", RT_HISTORY},           {"/view", RT_VIEW},
-                 {"/queue", RT_QUEUE},   {"/system_stats", RT_SYSTEM_STATS}, {"/interrupt", RT_INTERRUPT},
-                 {"/ws", RT_WS},         {"/object_info", RT_OBJECT_INFO}};
+    } exact[] = {{"/prompt", RT_PROMPT},
+                 {"/history", RT_HISTORY},
+                 {"/view", RT_VIEW},
+                 {"/queue", RT_QUEUE},
+                 {"/system_stats", RT_SYSTEM_STATS},
+                 {"/interrupt", RT_INTERRUPT},
+                 {"/ws", RT_WS},
+                 {"/object_info", RT_OBJECT_INFO},
+                 {"/upload/image", RT_UPLOAD},
+                 {"/upload/mask", RT_UPLOAD}};
     for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
         if (h2o_memis(path.base, path.len, exact[i].path, strlen(exact[i].path)))
             return exact[i].rt;
@@ -951,7 +959,9 @@ void gg_comfy_handle(h2o_req_t *req)
     h2o_iovec_t id;
     enum route rt = route_of(req->path_normalized, &id);
     int get = method_is(req, "GET") || method_is(req, "HEAD"), post = method_is(req, "POST");
-    int allowed = rt == RT_PROMPT || rt == RT_HISTORY || rt == RT_QUEUE ? get || post : rt == RT_INTERRUPT ? post : get;
+    int allowed = rt == RT_PROMPT || rt == RT_HISTORY || rt == RT_QUEUE ? get || post
+                  : rt == RT_INTERRUPT || rt == RT_UPLOAD               ? post
+                                                                        : get;
     if (!allowed) {
         respond_comfy_error(req, 405, "method_not_allowed", "method not allowed on this ComfyUI route", -1);
         return;
@@ -1028,6 +1038,10 @@ void gg_comfy_handle(h2o_req_t *req)
     }
     case RT_HISTORY:
     case RT_QUEUE:
+        c->mode = M_MERGE;
+        break;
+    case RT_UPLOAD:
+        /* An upload names no client, and the prompt that uses the file may run on any backend: every one gets it. */
         c->mode = M_MERGE;
         break;
     case RT_INTERRUPT:

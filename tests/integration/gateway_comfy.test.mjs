@@ -333,6 +333,18 @@ test('POST /interrupt goes to the backend of the prompt it names, else to every 
   assert.deepEqual([after[0] - mid[0], after[1] - mid[1]], [1, 1]);
 });
 
+test('uploads go to every backend (the prompt that uses the file may run on any)', async () => {
+  const before = await Promise.all(sims.map((s) => pathCount(s, '(unknown)')));
+  const form = new FormData();
+  form.append('image', new Blob([Buffer.from('89504e470d0a1a0a', 'hex')], { type: 'image/png' }), 'in.png');
+  const res = await fetch(`${gw.url}/upload/image`, { method: 'POST', body: form });
+  await res.arrayBuffer();
+  const after = await Promise.all(sims.map((s) => pathCount(s, '(unknown)')));
+  // enginesim has no upload route: each backend counts one unknown request, and their 404 comes back
+  assert.deepEqual([after[0] - before[0], after[1] - before[1]], [1, 1]);
+  assert.equal(res.status, 404);
+});
+
 test('a bad workflow passes through with its status and node_errors', async () => {
   const r = await postPrompt(gw, { prompt: { 3: { class_type: 'KSampler' } }, client_id: 'bad' });
   assert.equal(r.status, 400);

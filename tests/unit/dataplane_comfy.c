@@ -134,6 +134,7 @@ static void test_routes(void)
     CHECK_EQ_INT(route_of(h2o_iovec_init(H2O_STRLIT("/api/ws")), &id), RT_WS);
     CHECK_EQ_INT(route_of(h2o_iovec_init(H2O_STRLIT("/view")), &id), RT_VIEW);
     CHECK_EQ_INT(route_of(h2o_iovec_init(H2O_STRLIT("/object_info/KSampler")), &id), RT_OBJECT_INFO);
+    CHECK_EQ_INT(route_of(h2o_iovec_init(H2O_STRLIT("/api/upload/image")), &id), RT_UPLOAD);
     /* Ollama's and OpenAI's paths are not ComfyUI's */
     CHECK(!gg_comfy_match(h2o_iovec_init(H2O_STRLIT("/api/tags"))));
     CHECK(!gg_comfy_match(h2o_iovec_init(H2O_STRLIT("/api/embeddings"))));
