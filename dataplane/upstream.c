@@ -98,9 +98,8 @@ static h2o_timeout_t *loop_timeouts_get(struct loop_timeouts *lt, uint32_t ms)
 struct conn {
     gg_upstream_pool_t *pool;
     h2o_socket_t *sock;
-    gg_upstream_req_t *req; /* NULL while idle or draining */
-    h2o_linklist_t link;    /* in pool->idle or pool->draining */
-    int idle;
+    gg_upstream_req_t *req; /* NULL while idle */
+    h2o_linklist_t link;    /* in pool->idle while idle */
 };
 
 struct gg_upstream_pool {
@@ -111,8 +110,7 @@ struct gg_upstream_pool {
     socklen_t addrlen;
     size_t max_idle, max_conns;
     int rcvbuf;
-    h2o_linklist_t idle;     /* most recently used first: the warmest and least likely to have been closed */
-    h2o_linklist_t draining; /* response done, request write not yet: see finish() */
+    h2o_linklist_t idle; /* most recently used first: the warmest and least likely to have been closed */
     gg_upstream_pool_stats_t stats;
     size_t inflight; /* requests not yet finished, failed, cancelled or taken */
     /* most requests of a pool carry the same timeouts: remember the last lists looked up */
@@ -138,8 +136,8 @@ struct gg_upstream_req {
     size_t resp_bytes;    /* response bytes read so far on the current connection */
     size_t input_left;    /* sock->input->size after the last parse: what h2o appends beyond it is new */
     h2o_iovec_t bufs[2];  /* head copy and caller's body */
-    h2o_iovec_t wbufs[2]; /* what h2o_socket_write consumes (it adjusts the vectors in place) */
-    size_t nbufs;
+    h2o_iovec_t wbufs[2]; /* what is left to write */
+    size_t nbufs, wbuf_at;
     unsigned reused : 1, retried : 1, write_done : 1, paused : 1, in_cb : 1, cancel_in_cb : 1;
     char head[];
 };
@@ -162,8 +160,7 @@ static void close_conn(struct conn *conn)
     gg_upstream_pool_t *pool = conn->pool;
     if (h2o_linklist_is_linked(&conn->link)) {
         h2o_linklist_unlink(&conn->link);
-        if (conn->idle)
-            --pool->stats.idle;
+        --pool->stats.idle;
     }
     h2o_socket_close(conn->sock);
     --pool->stats.conns;
@@ -199,8 +196,50 @@ static void defer(gg_upstream_req_t *req, enum req_deferred what, const char *er
 
 /* ---- connecting and writing --------------------------------------------------------------------------------------- */
 
-static void on_write(h2o_socket_t *sock, const char *err);
-static void make_idle(struct conn *conn);
+static void on_writable(h2o_socket_t *sock, const char *err);
+
+/* Writes what is left of the request. The writes are ours, not h2o_socket_write's: h2o 2.2 reports even an
+ * immediately complete write through EPOLLOUT (an epoll_ctl and an extra epoll_wait per request), and its pending
+ * write would keep pointing into the caller's body after on_end. h2o only tells us when the socket is writable. */
+static void write_more(gg_upstream_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->sock;
+    h2o_iovec_t *rest = req->wbufs + req->wbuf_at;
+    struct msghdr msg = {.msg_iov = (struct iovec *)rest, .msg_iovlen = req->nbufs - req->wbuf_at};
+    ssize_t w;
+
+    while ((w = sendmsg(h2o_socket_get_fd(sock), &msg, MSG_NOSIGNAL)) == -1 && errno == EINTR)
+        ;
+    if (w == -1) {
+        if (errno == EAGAIN)
+            h2o_socket_notify_write(sock, on_writable);
+        /* else the connection is dead or the engine stopped reading, maybe after answering early (413 to a big
+         * body): its answer, EOF or RST reaches the reads, which decide (and retry only when nothing came back) */
+        return;
+    }
+    while (req->wbuf_at != req->nbufs && (size_t)w >= rest->len) {
+        w -= (ssize_t)rest->len;
+        ++rest;
+        ++req->wbuf_at;
+    }
+    if (req->wbuf_at != req->nbufs) {
+        rest->base += w;
+        rest->len -= (size_t)w;
+        h2o_socket_notify_write(sock, on_writable);
+        return;
+    }
+    req->write_done = 1;
+    if (req->phase == GG_UP_WRITE) {
+        req->phase = GG_UP_HEAD;
+        if (req->resp_bytes == 0)
+            set_timer(req, req->t_first_byte); /* the first-byte wait counts from the request written */
+    }
+}
+
+static void on_writable(h2o_socket_t *sock, const char *err)
+{
+    write_more(((struct conn *)sock->data)->req);
+}
 
 static void start_write(gg_upstream_req_t *req)
 {
@@ -210,37 +249,11 @@ static void start_write(gg_upstream_req_t *req)
     req->resp_bytes = 0;
     req->input_left = sock->input->size;
     memcpy(req->wbufs, req->bufs, sizeof(req->bufs));
+    req->wbuf_at = 0;
     if (!req->paused)
         h2o_socket_read_start(sock, on_read);
     set_timer(req, req->t_first_byte);
-
-    /* One sendmsg of our own first: h2o 2.2 reports even an immediately complete write through EPOLLOUT, which costs
-     * an epoll_ctl and an extra epoll_wait per request. h2o takes over only for what the socket did not accept. */
-    struct msghdr msg = {.msg_iov = (struct iovec *)req->wbufs, .msg_iovlen = req->nbufs};
-    size_t total = req->wbufs[0].len + (req->nbufs > 1 ? req->wbufs[1].len : 0);
-    ssize_t w;
-    while ((w = sendmsg(h2o_socket_get_fd(sock), &msg, MSG_NOSIGNAL)) == -1 && errno == EINTR)
-        ;
-    if (w == (ssize_t)total) {
-        req->write_done = 1;
-        req->phase = GG_UP_HEAD;
-        return;
-    }
-    if (w == -1) {
-        if (errno != EAGAIN)
-            return; /* dead connection: the reads see its EOF or RST and decide, as in on_write */
-        w = 0;
-    }
-    h2o_iovec_t *rest = req->wbufs;
-    size_t n = req->nbufs;
-    while ((size_t)w >= rest->len) {
-        w -= (ssize_t)rest->len;
-        ++rest;
-        --n;
-    }
-    rest->base += w;
-    rest->len -= (size_t)w;
-    h2o_socket_write(sock, rest, n, on_write);
+    write_more(req);
 }
 
 static int can_retry(gg_upstream_req_t *req)
@@ -263,32 +276,6 @@ static void retry(gg_upstream_req_t *req)
     req->phase = GG_UP_CONNECT;
     if (open_conn(req) != 0)
         fail(req, gg_upstream_err_refused);
-}
-
-static void on_write(h2o_socket_t *sock, const char *err)
-{
-    struct conn *conn = sock->data;
-    gg_upstream_req_t *req = conn->req;
-
-    if (req == NULL) { /* the response ended before the write did (see finish) */
-        if (err != NULL)
-            close_conn(conn);
-        else
-            make_idle(conn);
-        return;
-    }
-    if (err != NULL) {
-        /* A failed write means the connection is dead or the engine stopped reading, maybe after answering early (413
-         * to a big body): its answer, EOF or RST is waiting for the reads, which decide (and retry only when nothing
-         * came back). write_done stays 0, so the connection is not reused. */
-        return;
-    }
-    req->write_done = 1;
-    if (req->phase == GG_UP_WRITE) {
-        req->phase = GG_UP_HEAD;
-        if (req->resp_bytes == 0)
-            set_timer(req, req->t_first_byte); /* the first-byte wait counts from the request written */
-    }
 }
 
 static void on_connect(h2o_socket_t *sock, const char *err)
@@ -339,14 +326,7 @@ static int open_conn(gg_upstream_req_t *req)
 static void make_idle(struct conn *conn)
 {
     gg_upstream_pool_t *pool = conn->pool;
-    if (h2o_linklist_is_linked(&conn->link))
-        h2o_linklist_unlink(&conn->link);
-    if (pool->stats.idle >= pool->max_idle) {
-        close_conn(conn);
-        return;
-    }
     h2o_linklist_insert(pool->idle.next, &conn->link);
-    conn->idle = 1;
     ++pool->stats.idle;
     /* reading an idle connection is how a close by the server (or garbage) is noticed */
     h2o_socket_read_start(conn->sock, on_idle_read);
@@ -360,16 +340,10 @@ static void finish(gg_upstream_req_t *req)
     if (h2o_timeout_is_linked(&req->timer))
         h2o_timeout_unlink(&req->timer);
     /* leftover bytes after a complete response would be a response to nothing: the connection is out of step */
-    if (req->parser.keepalive && conn->sock->input->size == 0 && pool->stats.idle < pool->max_idle) {
+    /* a response complete before the request is (an engine refusing a body early) leaves the stream out of step too */
+    if (req->parser.keepalive && req->write_done && conn->sock->input->size == 0 && pool->stats.idle < pool->max_idle) {
         conn->req = NULL;
-        if (req->write_done) {
-            make_idle(conn);
-        } else {
-            /* h2o reports the end of a write after the reads of the same loop turn, and an engine may also answer
-             * before reading the whole body: the connection is reusable once the write completes (on_write) */
-            h2o_linklist_insert(&pool->draining, &conn->link);
-            h2o_socket_read_start(conn->sock, on_idle_read);
-        }
+        make_idle(conn);
     } else {
         close_conn(conn);
     }
@@ -382,8 +356,7 @@ static int parse_on_head(void *ctx, int status, int minor_version, const struct 
 {
     gg_upstream_req_t *req = ctx;
     req->phase = GG_UP_BODY;
-    if (req->cb->on_head(req->ctx, status, minor_version, headers, num_headers) != 0 || req->cancel_in_cb ||
-        req->conn == NULL)
+    if (req->cb->on_head(req->ctx, status, minor_version, headers, num_headers) != 0 || req->cancel_in_cb || req->conn == NULL)
         return -1;
     return req->paused ? 1 : 0;
 }
@@ -522,8 +495,7 @@ static void on_timer(h2o_timeout_entry_t *entry)
 
 /* ---- public API ----------------------------------------------------------------------------------------------------- */
 
-gg_upstream_pool_t *gg_upstream_pool_create(h2o_loop_t *loop, const char *host, uint16_t port, size_t max_idle,
-                                            size_t max_conns)
+gg_upstream_pool_t *gg_upstream_pool_create(h2o_loop_t *loop, const char *host, uint16_t port, size_t max_idle, size_t max_conns)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res;
     char service[8];
@@ -551,7 +523,6 @@ gg_upstream_pool_t *gg_upstream_pool_create(h2o_loop_t *loop, const char *host, 
     pool->max_conns = max_conns;
     pool->rcvbuf = GG_UPSTREAM_DEFAULT_RCVBUF;
     h2o_linklist_init_anchor(&pool->idle);
-    h2o_linklist_init_anchor(&pool->draining);
     return pool;
 }
 
@@ -560,8 +531,6 @@ void gg_upstream_pool_destroy(gg_upstream_pool_t *pool)
     assert(pool->inflight == 0);
     while (!h2o_linklist_is_empty(&pool->idle))
         close_conn(H2O_STRUCT_FROM_MEMBER(struct conn, link, pool->idle.next));
-    while (!h2o_linklist_is_empty(&pool->draining))
-        close_conn(H2O_STRUCT_FROM_MEMBER(struct conn, link, pool->draining.next));
     loop_timeouts_release(pool->timeouts);
     free(pool);
 }
@@ -581,8 +550,8 @@ static h2o_timeout_t *list_for(gg_upstream_pool_t *pool, uint32_t ms)
     return ms != 0 ? loop_timeouts_get(pool->timeouts, ms) : NULL;
 }
 
-gg_upstream_req_t *gg_upstream_send(gg_upstream_pool_t *pool, h2o_iovec_t head, h2o_iovec_t body,
-                                    const gg_upstream_timeouts_t *t, const gg_upstream_callbacks_t *cb, void *ctx)
+gg_upstream_req_t *gg_upstream_send(gg_upstream_pool_t *pool, h2o_iovec_t head, h2o_iovec_t body, const gg_upstream_timeouts_t *t,
+                                    const gg_upstream_callbacks_t *cb, void *ctx)
 {
     gg_upstream_req_t *req = h2o_mem_alloc(offsetof(gg_upstream_req_t, head) + head.len);
     memset(req, 0, sizeof(*req));
@@ -611,7 +580,6 @@ gg_upstream_req_t *gg_upstream_send(gg_upstream_pool_t *pool, h2o_iovec_t head, 
     if (!h2o_linklist_is_empty(&pool->idle)) {
         struct conn *conn = H2O_STRUCT_FROM_MEMBER(struct conn, link, pool->idle.next);
         h2o_linklist_unlink(&conn->link);
-        conn->idle = 0;
         --pool->stats.idle;
         ++pool->stats.reused;
         conn->req = req;

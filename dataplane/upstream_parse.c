@@ -132,8 +132,7 @@ static int on_final_head(gg_upstream_parser_t *p, const struct phr_header *h, si
     return 0;
 }
 
-ssize_t gg_upstream_parse_feed(gg_upstream_parser_t *p, char *buf, size_t len, const gg_upstream_parse_callbacks_t *cb,
-                               void *ctx)
+ssize_t gg_upstream_parse_feed(gg_upstream_parser_t *p, char *buf, size_t len, const gg_upstream_parse_callbacks_t *cb, void *ctx)
 {
     size_t off = 0;
     int r = 0;
@@ -147,8 +146,8 @@ ssize_t gg_upstream_parse_feed(gg_upstream_parser_t *p, char *buf, size_t len, c
             size_t num_headers = GG_UPSTREAM_MAX_HEADERS;
             const char *msg;
             size_t msg_len;
-            int n = phr_parse_response(buf + off, len - off, &p->minor_version, &p->status, &msg, &msg_len, headers,
-                                       &num_headers, p->last_len);
+            int n = phr_parse_response(buf + off, len - off, &p->minor_version, &p->status, &msg, &msg_len, headers, &num_headers,
+                                       p->last_len);
             if (n == -2) {
                 if (len - off >= GG_UPSTREAM_MAX_HEAD_SIZE)
                     goto Bad;

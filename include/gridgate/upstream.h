@@ -59,8 +59,7 @@ void gg_upstream_parser_init(gg_upstream_parser_t *p, int head_request);
  * Returns the number of bytes consumed (the message's bytes; anything after a complete message stays at buf+ret),
  * GG_UP_PARSE_BAD or GG_UP_PARSE_STOPPED. Check `state` for GG_UP_PARSE_DONE / GG_UP_PARSE_UPGRADED afterwards.
  */
-ssize_t gg_upstream_parse_feed(gg_upstream_parser_t *p, char *buf, size_t len, const gg_upstream_parse_callbacks_t *cb,
-                               void *ctx);
+ssize_t gg_upstream_parse_feed(gg_upstream_parser_t *p, char *buf, size_t len, const gg_upstream_parse_callbacks_t *cb, void *ctx);
 /** The server closed the connection: returns 0 if that completes the message (close-delimited body), else -1. */
 int gg_upstream_parse_eof(gg_upstream_parser_t *p);
 
@@ -80,8 +79,7 @@ typedef struct gg_upstream_pool gg_upstream_pool_t;
  * connections are kept; `max_conns` caps every connection open at once (0 = unlimited): a request that would need one
  * more fails with gg_upstream_err_pool_full. Returns NULL with errno set (ENOENT: name not resolved).
  */
-gg_upstream_pool_t *gg_upstream_pool_create(h2o_loop_t *loop, const char *host, uint16_t port, size_t max_idle,
-                                            size_t max_conns);
+gg_upstream_pool_t *gg_upstream_pool_create(h2o_loop_t *loop, const char *host, uint16_t port, size_t max_idle, size_t max_conns);
 /** Closes the idle connections and frees the pool; every request made on it must have finished or been cancelled. */
 void gg_upstream_pool_destroy(gg_upstream_pool_t *pool);
 /** SO_RCVBUF for connections opened from now on; 0 leaves the kernel's autotuning. */
@@ -107,13 +105,13 @@ typedef struct gg_upstream_timeouts {
 enum gg_upstream_phase { GG_UP_CONNECT, GG_UP_WRITE, GG_UP_HEAD, GG_UP_BODY };
 
 /* Interned error strings, compared by pointer (h2o style). */
-extern const char gg_upstream_err_refused[];              /* connect failed (refused, unreachable) */
+extern const char gg_upstream_err_refused[]; /* connect failed (refused, unreachable) */
 extern const char gg_upstream_err_connect_timeout[];
 extern const char gg_upstream_err_first_byte_timeout[];
 extern const char gg_upstream_err_idle_timeout[];
-extern const char gg_upstream_err_reset[];                /* I/O error: connection reset, broken pipe */
-extern const char gg_upstream_err_closed[];               /* EOF before the message was complete */
-extern const char gg_upstream_err_bad_response[];         /* unparsable, oversized head, bad chunk */
+extern const char gg_upstream_err_reset[];        /* I/O error: connection reset, broken pipe */
+extern const char gg_upstream_err_closed[];       /* EOF before the message was complete */
+extern const char gg_upstream_err_bad_response[]; /* unparsable, oversized head, bad chunk */
 extern const char gg_upstream_err_pool_full[];
 
 typedef struct gg_upstream_callbacks {
@@ -145,8 +143,8 @@ typedef struct gg_upstream_req gg_upstream_req_t;
  * Callbacks may call gg_upstream_pause/resume/cancel/take_socket on their own req (not from on_end/on_error: the req
  * is gone by then). As in any h2o program, SIGPIPE must be ignored: h2o's writes do not use MSG_NOSIGNAL.
  */
-gg_upstream_req_t *gg_upstream_send(gg_upstream_pool_t *pool, h2o_iovec_t head, h2o_iovec_t body,
-                                    const gg_upstream_timeouts_t *t, const gg_upstream_callbacks_t *cb, void *ctx);
+gg_upstream_req_t *gg_upstream_send(gg_upstream_pool_t *pool, h2o_iovec_t head, h2o_iovec_t body, const gg_upstream_timeouts_t *t,
+                                    const gg_upstream_callbacks_t *cb, void *ctx);
 /** Stops reading from the engine (back-pressure from a slow client); the idle timeout is suspended meanwhile. */
 void gg_upstream_pause(gg_upstream_req_t *req);
 /** Starts reading again; bytes already buffered are delivered from the loop, never from inside this call. */

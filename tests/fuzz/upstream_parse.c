@@ -98,11 +98,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ((whole.rc == GG_UP_PARSE_BAD && pieces.rc == 0 && pieces.state == GG_UP_PARSE_HEAD) ||
          (pieces.rc == GG_UP_PARSE_BAD && whole.rc == 0 && whole.state == GG_UP_PARSE_HEAD)))
         return 0;
-    if (whole.rc != pieces.rc || whole.heads != pieces.heads || whole.status != pieces.status ||
-        whole.state != pieces.state || whole.eof_rc != pieces.eof_rc)
+    if (whole.rc != pieces.rc || whole.heads != pieces.heads || whole.status != pieces.status || whole.state != pieces.state ||
+        whole.eof_rc != pieces.eof_rc)
         abort();
-    if (whole.rc == 0 && (whole.body_len != pieces.body_len || whole.body_hash != pieces.body_hash ||
-                          whole.leftover != pieces.leftover))
+    if (whole.rc == 0 &&
+        (whole.body_len != pieces.body_len || whole.body_hash != pieces.body_hash || whole.leftover != pieces.leftover))
         abort();
     if (whole.body_len > size)
         abort();

@@ -20,7 +20,19 @@
 
 /* ---- the scripted server ---------------------------------------------------------------------------------------- */
 
-enum op { OP_END, OP_READ_REQ, OP_SEND, OP_SEND_BIG, OP_SLEEP, OP_CLOSE, OP_RESET, OP_WAIT_EOF, OP_WAIT_SIGNAL, OP_READ_N };
+enum op {
+    OP_END,
+    OP_READ_REQ,
+    OP_READ_HEAD,
+    OP_SEND,
+    OP_SEND_BIG,
+    OP_SLEEP,
+    OP_CLOSE,
+    OP_RESET,
+    OP_WAIT_EOF,
+    OP_WAIT_SIGNAL,
+    OP_READ_N
+};
 
 struct step {
     enum op op;
@@ -46,8 +58,8 @@ static int wait_fd(int fd, short events)
     return poll(&p, 1, WAIT_MS) == 1 ? 0 : -1;
 }
 
-/* Reads one request head and its Content-Length body; returns 0, or -1 on EOF/error. */
-static int read_request(struct server *s, int fd)
+/* Reads one request head and its Content-Length body (unless head_only); returns 0, or -1 on EOF/error. */
+static int read_request(struct server *s, int fd, int head_only)
 {
     char buf[16384];
     size_t len = 0;
@@ -65,7 +77,7 @@ static int read_request(struct server *s, int fd)
     }
     size_t head_len = (size_t)(end + 4 - buf), body = 0, got = len - head_len;
     char *cl = strcasestr(buf, "\r\ncontent-length:");
-    if (cl != NULL && cl < end)
+    if (cl != NULL && cl < end && !head_only)
         body = strtoul(cl + 17, NULL, 10);
     while (got < body) {
         if (wait_fd(fd, POLLIN) != 0)
@@ -106,7 +118,11 @@ static void run_script(struct server *s, int fd, const struct step *st)
         case OP_END:
             break;
         case OP_READ_REQ:
-            if (read_request(s, fd) != 0)
+            if (read_request(s, fd, 0) != 0)
+                goto Close;
+            break;
+        case OP_READ_HEAD:
+            if (read_request(s, fd, 1) != 0)
                 goto Close;
             break;
         case OP_SEND:
@@ -362,10 +378,10 @@ static const struct step respond_wait_eof[] = {{OP_READ_REQ}, {OP_SEND, RESP_OK}
 
 static void test_keepalive_reuse(void)
 {
-    static const struct step s0[] = {{OP_READ_REQ}, {OP_SEND, RESP_OK}, {OP_READ_REQ},
-                                     {OP_SEND, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
-                                     {OP_WAIT_EOF},
-                                     {OP_END}};
+    static const struct step s0[] = {
+        {OP_READ_REQ}, {OP_SEND, RESP_OK},
+        {OP_READ_REQ}, {OP_SEND, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
+        {OP_WAIT_EOF}, {OP_END}};
     struct server *s = server_start(s0, NULL, NULL);
     gg_upstream_pool_t *pool = gg_upstream_pool_create(loop, "127.0.0.1", s->port, 4, 0);
     gg_upstream_pool_stats_t st;
@@ -428,12 +444,10 @@ static void test_connection_close(void)
 
 static void test_streaming(void)
 {
-    static const struct step s0[] = {{OP_READ_REQ},
-                                     {OP_SEND, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"},
-                                     {OP_WAIT_SIGNAL},
-                                     {OP_SEND, "6\r\n world\r\n0\r\n\r\n"},
-                                     {OP_WAIT_EOF},
-                                     {OP_END}};
+    static const struct step s0[] = {
+        {OP_READ_REQ},    {OP_SEND, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"},
+        {OP_WAIT_SIGNAL}, {OP_SEND, "6\r\n world\r\n0\r\n\r\n"},
+        {OP_WAIT_EOF},    {OP_END}};
     struct server *s = server_start(s0, NULL, NULL);
     gg_upstream_pool_t *pool = gg_upstream_pool_create(loop, "127.0.0.1", s->port, 4, 0);
     struct cl a = {.signal_on_first_body = s};
@@ -451,8 +465,11 @@ static void test_streaming(void)
 static void test_pause_resume(void)
 {
     enum { BIG = 16 << 20 };
-    static const struct step s0[] = {
-        {OP_READ_REQ}, {OP_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 16777216\r\n\r\n"}, {OP_SEND_BIG, NULL, BIG}, {OP_WAIT_EOF}, {OP_END}};
+    static const struct step s0[] = {{OP_READ_REQ},
+                                     {OP_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 16777216\r\n\r\n"},
+                                     {OP_SEND_BIG, NULL, BIG},
+                                     {OP_WAIT_EOF},
+                                     {OP_END}};
     struct server *s = server_start(s0, NULL, NULL);
     gg_upstream_pool_t *pool = gg_upstream_pool_create(loop, "127.0.0.1", s->port, 4, 0);
     struct cl a = {.pause_every = 4 << 20};
@@ -727,6 +744,32 @@ static void test_request_body(void)
     free(body);
 }
 
+static void test_early_response(void)
+{
+    /* the engine answers (keep-alive) before reading the body: the stream is out of step, so no reuse */
+    enum { BODY = 32 << 20 };
+    static const struct step s0[] = {
+        {OP_READ_HEAD}, {OP_SEND, "HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n"}, {OP_WAIT_EOF}, {OP_END}};
+    struct server *s = server_start(s0, NULL, NULL);
+    gg_upstream_pool_t *pool = gg_upstream_pool_create(loop, "127.0.0.1", s->port, 4, 0);
+    char *body = malloc(BODY), head[128];
+    memset(body, 'b', BODY);
+    int hl = snprintf(head, sizeof(head), "POST /v1/x HTTP/1.1\r\nContent-Length: %d\r\n\r\n", BODY);
+    struct cl a = {0};
+    a.req = gg_upstream_send(pool, h2o_iovec_init(head, (size_t)hl), h2o_iovec_init(body, BODY), &tmo, &cbs, &a);
+    CHECK(wait_done(&a));
+    CHECK_EQ_INT(a.ended, 1);
+    CHECK_EQ_INT(a.status, 413);
+    free(body); /* the caller may drop the body at on_end: nothing may point into it any more */
+    CHECK(run_until_atomic(&s->eofs, 1));
+    gg_upstream_pool_stats_t st;
+    gg_upstream_pool_get_stats(pool, &st);
+    CHECK_EQ_INT(st.idle, 0);
+    CHECK_EQ_INT(st.conns, 0);
+    gg_upstream_pool_destroy(pool);
+    server_join(s);
+}
+
 static void on_tunnel_read(h2o_socket_t *sock, const char *err)
 {
     struct cl *c = sock->data;
@@ -752,12 +795,10 @@ static void tunnel(struct cl *c)
 
 static void test_upgrade_take_socket(void)
 {
-    static const struct step s0[] = {{OP_READ_REQ},
-                                     {OP_SEND, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: t\r\nConnection: Upgrade\r\n\r\nhello"},
-                                     {OP_READ_N, "ping"},
-                                     {OP_SEND, "pong"},
-                                     {OP_WAIT_EOF},
-                                     {OP_END}};
+    static const struct step s0[] = {
+        {OP_READ_REQ},       {OP_SEND, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: t\r\nConnection: Upgrade\r\n\r\nhello"},
+        {OP_READ_N, "ping"}, {OP_SEND, "pong"},
+        {OP_WAIT_EOF},       {OP_END}};
     struct server *s = server_start(s0, s0, NULL);
     gg_upstream_pool_t *pool = gg_upstream_pool_create(loop, "127.0.0.1", s->port, 4, 0);
     gg_upstream_pool_stats_t st;
@@ -808,6 +849,6 @@ static void teardown(void)
     h2o_evloop_destroy(loop);
 }
 
-TEST_MAIN(setup, test_keepalive_reuse, test_connection_close, test_streaming, test_pause_resume, test_refused,
-          test_connect_timeout, test_timeouts, test_reset_and_close_mid_body, test_stale_idle_detected, test_stale_race_retry,
-          test_cancel, test_pool_full, test_request_body, test_upgrade_take_socket, teardown)
+TEST_MAIN(setup, test_keepalive_reuse, test_connection_close, test_streaming, test_pause_resume, test_refused, test_connect_timeout,
+          test_timeouts, test_reset_and_close_mid_body, test_stale_idle_detected, test_stale_race_retry, test_cancel,
+          test_pool_full, test_request_body, test_early_response, test_upgrade_take_socket, teardown)

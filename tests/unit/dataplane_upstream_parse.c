@@ -91,11 +91,10 @@ static void check_all_splits(const char *src, int head_req, int eof, int status,
         struct run r = {0};
         run_feed(&r, src, len, step, head_req, eof);
         if (r.rc != 0 || r.status != status || r.heads != 1 || r.body_len != strlen(body) ||
-            memcmp(r.body, body, r.body_len) != 0 || r.p.state != state || r.p.keepalive != keepalive ||
-            r.leftover_len != 0) {
+            memcmp(r.body, body, r.body_len) != 0 || r.p.state != state || r.p.keepalive != keepalive || r.leftover_len != 0) {
             if (bad++ == 0)
-                fprintf(stderr, "split %zu: rc=%zd status=%d heads=%d body=%.*s state=%d ka=%d left=%zu\n", step, r.rc,
-                        r.status, r.heads, (int)r.body_len, r.body, r.p.state, r.p.keepalive, r.leftover_len);
+                fprintf(stderr, "split %zu: rc=%zd status=%d heads=%d body=%.*s state=%d ka=%d left=%zu\n", step, r.rc, r.status,
+                        r.heads, (int)r.body_len, r.body, r.p.state, r.p.keepalive, r.leftover_len);
         }
     }
     CHECK_EQ_INT(bad, 0);
@@ -103,8 +102,7 @@ static void check_all_splits(const char *src, int head_req, int eof, int status,
 
 static void test_content_length(void)
 {
-    check_all_splits("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: yes\r\n\r\nhello", 0, 0, 200, "hello",
-                     GG_UP_PARSE_DONE, 1);
+    check_all_splits("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: yes\r\n\r\nhello", 0, 0, 200, "hello", GG_UP_PARSE_DONE, 1);
     struct run r = {0};
     const char *s = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: yes\r\n\r\nhel";
     run_feed(&r, s, strlen(s), 1000, 0, 1);
@@ -116,23 +114,23 @@ static void test_content_length(void)
 
 static void test_chunked(void)
 {
-    const char *s = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\nA\r\n0123456789\r\n0\r\n\r\n";
+    const char *s =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\nA\r\n0123456789\r\n0\r\n\r\n";
     check_all_splits(s, 0, 0, 200, "hello world0123456789", GG_UP_PARSE_DONE, 1);
     /* split byte by byte, the body is delivered as it arrives, not at the end */
     struct run r = {0};
     run_feed(&r, s, strlen(s), 1, 0, 0);
     CHECK(r.body_calls >= 10);
     /* trailers are consumed */
-    check_all_splits("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n", 0,
-                     0, 200, "abc", GG_UP_PARSE_DONE, 1);
+    check_all_splits("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n", 0, 0,
+                     200, "abc", GG_UP_PARSE_DONE, 1);
     /* the final coding decides */
     check_all_splits("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 0, 0, 200, "abc",
                      GG_UP_PARSE_DONE, 1);
-    check_all_splits("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nraw", 0, 1, 200, "raw", GG_UP_PARSE_DONE,
-                     0);
+    check_all_splits("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nraw", 0, 1, 200, "raw", GG_UP_PARSE_DONE, 0);
     /* Transfer-Encoding wins over Content-Length, and such a connection is not reused */
-    check_all_splits("HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 0, 0,
-                     200, "ok", GG_UP_PARSE_DONE, 0);
+    check_all_splits("HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 0, 0, 200,
+                     "ok", GG_UP_PARSE_DONE, 0);
 }
 
 static void test_close_delimited(void)
@@ -149,13 +147,12 @@ static void test_close_delimited(void)
 
 static void test_keepalive(void)
 {
-    check_all_splits("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, "ok",
-                     GG_UP_PARSE_DONE, 0);
+    check_all_splits("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, "ok", GG_UP_PARSE_DONE, 0);
     check_all_splits("HTTP/1.1 200 OK\r\nConnection: upgrade, Close\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, "ok",
                      GG_UP_PARSE_DONE, 0);
     check_all_splits("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, "ok", GG_UP_PARSE_DONE, 0);
-    check_all_splits("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, "ok",
-                     GG_UP_PARSE_DONE, 1);
+    check_all_splits("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, "ok", GG_UP_PARSE_DONE,
+                     1);
 }
 
 static void test_interim_and_bodiless(void)
