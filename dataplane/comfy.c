@@ -953,6 +953,13 @@ static int owner_named(call_t *c, json_t *body)
     return -1;
 }
 
+/* Requests refused before any backend is involved: logged like every other answer. */
+static void log_refusal(h2o_req_t *req)
+{
+    gg_accesslog_entry_t e = {.req = req, .model = "comfyui", .status = req->res.status, .bytes_out = req->res.content_length};
+    gg_accesslog_write(&e);
+}
+
 void gg_comfy_handle(h2o_req_t *req)
 {
     gg_comfy_init();
@@ -964,11 +971,13 @@ void gg_comfy_handle(h2o_req_t *req)
                                                                         : get;
     if (!allowed) {
         respond_comfy_error(req, 405, "method_not_allowed", "method not allowed on this ComfyUI route", -1);
+        log_refusal(req);
         return;
     }
     if (rt == RT_WS && (req->version >= 0x200 || req->upgrade.base == NULL ||
                         !h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket")))) {
         respond_comfy_error(req, 400, "bad_request", "/ws expects a WebSocket upgrade over HTTP/1.1", -1);
+        log_refusal(req);
         return;
     }
 
