@@ -197,9 +197,10 @@ static int on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, 
     }
     char name[GG_MODEL_NAME_MAX];
     snprintf(name, sizeof(name), "%s", model);
-    if (model != ri.model)
+    int edited = model != ri.model;
+    if (edited)
         gg_reqinfo_set_model(&ri, name);
-    gg_proxy_start(req, &ri, path, name, e->served, e->loaded);
+    gg_proxy_start(req, &ri, path, name, e->served, e->loaded, edited);
     return 1;
 }
 

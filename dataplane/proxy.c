@@ -59,8 +59,11 @@ typedef struct call {
     int first_slot; /* backend of the first attempt, for the failover count */
     int dispatched; /* counted in the backend's in-flight */
     gg_upstream_req_t *up;
-    char *body[2]; /* upstream body per upstream dialect, serialized on first need */
+    const char *body[2]; /* upstream body per upstream dialect, made on first need */
     size_t body_len[2];
+    unsigned body_owned : 2; /* bit d: body[d] was malloc'd (else it is the client's own body) */
+    unsigned body_edited : 1; /* the gateway changed the parsed body (alias), so it must be re-serialized */
+    h2o_timeout_entry_t watch_timer;
     enum gg_dialect up_dialect;
     int up_status;
     int streaming; /* the upstream answers SSE or NDJSON */
@@ -130,6 +133,8 @@ static gg_upstream_pool_t *pool_for(gg_worker_t *w, int slot)
  * EOF or an error means the client is gone, and the upstream request is cancelled at once. */
 static void unwatch(call_t *c)
 {
+    if (h2o_timeout_is_linked(&c->watch_timer))
+        h2o_timeout_unlink(&c->watch_timer);
     if (c->watched == NULL)
         return;
     h2o_socket_read_stop(c->watched);
@@ -157,6 +162,8 @@ static void on_client_readable(h2o_socket_t *sock, const char *err)
 static void watch(call_t *c)
 {
     h2o_req_t *req = c->req;
+    if (c->head_sent || c->final_sent)
+        return;
     if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
         return;
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
@@ -454,8 +461,14 @@ static const char *prepare_body(call_t *c, enum gg_dialect d, char *path, size_t
 {
     if (d == c->ri.dialect) {
         snprintf(path, pathlen, "%s", c->client_path);
-        if (c->body[d] == NULL)
+        if (c->body[d] == NULL && !c->body_edited) {
+            /* Unchanged: forward the client's bytes as they came (no re-serialization). */
+            c->body[d] = c->req->entity.base;
+            c->body_len[d] = c->req->entity.len;
+        } else if (c->body[d] == NULL) {
             c->body[d] = gg_reqinfo_serialize(&c->ri, &c->body_len[d]);
+            c->body_owned |= 1u << d;
+        }
         return c->body[d];
     }
     char err[160];
@@ -467,6 +480,7 @@ static const char *prepare_body(call_t *c, enum gg_dialect d, char *path, size_t
     if (c->body[d] == NULL) {
         c->body[d] = json_dumps(j, GG_JSON_DUMP_FLAGS);
         c->body_len[d] = c->body[d] ? strlen(c->body[d]) : 0;
+        c->body_owned |= 1u << d;
     }
     json_decref(j);
     return c->body[d];
@@ -603,17 +617,25 @@ static void on_dispose(void *p)
         gg_xlate_dispose(&c->xlate);
     gg_buf_free(&c->pending);
     gg_buf_free(&c->inflight);
-    free(c->body[0]);
-    free(c->body[1]);
+    for (int d = 0; d < 2; d++)
+        if (c->body_owned & (1u << d))
+            free((char *)c->body[d]);
     gg_reqinfo_dispose(&c->ri);
     atomic_fetch_sub_explicit(&c->w->inflight, 1, memory_order_relaxed);
 }
 
+static void on_watch_timer(h2o_timeout_entry_t *e)
+{
+    watch(H2O_STRUCT_FROM_MEMBER(call_t, watch_timer, e));
+}
+
 void gg_proxy_start(h2o_req_t *req, gg_reqinfo_t *ri, const char *client_path, const char *model,
-                    const uint64_t *served, const uint64_t *loaded)
+                    const uint64_t *served, const uint64_t *loaded, int body_edited)
 {
     call_t *c = h2o_mem_alloc_shared(&req->pool, sizeof(*c), on_dispose);
     memset(c, 0, sizeof(*c));
+    c->watch_timer.cb = on_watch_timer;
+    c->body_edited = body_edited != 0;
     c->req = req;
     c->w = gg_worker_of(req);
     c->ri = *ri;
@@ -627,6 +649,8 @@ void gg_proxy_start(h2o_req_t *req, gg_reqinfo_t *ri, const char *client_path, c
     gg_usage_init(&c->usage);
     atomic_fetch_add_explicit(&c->w->inflight, 1, memory_order_relaxed);
     try_next(c);
+    /* Most answers start within milliseconds; watching costs two epoll_ctl calls, so only requests that
+     * wait (queue, prefill, model load) get watched. */
     if (!c->final_sent && !c->head_sent)
-        watch(c);
+        h2o_timeout_link(c->w->loop, &c->w->watch_timeout, &c->watch_timer);
 }
