@@ -4,7 +4,6 @@
  *
  * Cost per keep-alive request is what this file is about: an idle connection stays in epoll, reading, so reusing it
  * costs no epoll_ctl; the head and body go out in one sendmsg; h2o reads until a short read. */
-#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -113,6 +112,7 @@ struct gg_upstream_pool {
     h2o_linklist_t idle; /* most recently used first: the warmest and least likely to have been closed */
     gg_upstream_pool_stats_t stats;
     size_t inflight; /* requests not yet finished, failed, cancelled or taken */
+    int destroyed;   /* gg_upstream_pool_destroy was called: freed when the last request is gone */
     /* most requests of a pool carry the same timeouts: remember the last lists looked up */
     gg_upstream_timeouts_t last_t;
     h2o_timeout_t *last_lists[3];
@@ -167,12 +167,22 @@ static void close_conn(struct conn *conn)
     free(conn);
 }
 
+static void pool_free_if_done(gg_upstream_pool_t *pool)
+{
+    if (!pool->destroyed || pool->inflight != 0 || pool->stats.conns != 0)
+        return;
+    loop_timeouts_release(pool->timeouts);
+    free(pool);
+}
+
 static void free_req(gg_upstream_req_t *req)
 {
-    --req->pool->inflight;
+    gg_upstream_pool_t *pool = req->pool;
     if (h2o_timeout_is_linked(&req->timer))
         h2o_timeout_unlink(&req->timer);
     free(req);
+    --pool->inflight;
+    pool_free_if_done(pool);
 }
 
 static void fail(gg_upstream_req_t *req, const char *err)
@@ -326,6 +336,10 @@ static int open_conn(gg_upstream_req_t *req)
 static void make_idle(struct conn *conn)
 {
     gg_upstream_pool_t *pool = conn->pool;
+    if (pool->destroyed) {
+        close_conn(conn);
+        return;
+    }
     h2o_linklist_insert(pool->idle.next, &conn->link);
     ++pool->stats.idle;
     /* reading an idle connection is how a close by the server (or garbage) is noticed */
@@ -528,11 +542,10 @@ gg_upstream_pool_t *gg_upstream_pool_create(h2o_loop_t *loop, const char *host, 
 
 void gg_upstream_pool_destroy(gg_upstream_pool_t *pool)
 {
-    assert(pool->inflight == 0);
+    pool->destroyed = 1;
     while (!h2o_linklist_is_empty(&pool->idle))
         close_conn(H2O_STRUCT_FROM_MEMBER(struct conn, link, pool->idle.next));
-    loop_timeouts_release(pool->timeouts);
-    free(pool);
+    pool_free_if_done(pool);
 }
 
 void gg_upstream_pool_set_rcvbuf(gg_upstream_pool_t *pool, int bytes)

@@ -80,7 +80,8 @@ typedef struct gg_upstream_pool gg_upstream_pool_t;
  * more fails with gg_upstream_err_pool_full. Returns NULL with errno set (ENOENT: name not resolved).
  */
 gg_upstream_pool_t *gg_upstream_pool_create(h2o_loop_t *loop, const char *host, uint16_t port, size_t max_idle, size_t max_conns);
-/** Closes the idle connections and frees the pool; every request made on it must have finished or been cancelled. */
+/** Closes the idle connections. Requests still in flight go on to their end on their own connections, which are then
+ * closed, and the pool's memory goes with the last of them. No request may be sent on it afterwards. */
 void gg_upstream_pool_destroy(gg_upstream_pool_t *pool);
 /** SO_RCVBUF for connections opened from now on; 0 leaves the kernel's autotuning. */
 void gg_upstream_pool_set_rcvbuf(gg_upstream_pool_t *pool, int bytes);

@@ -770,6 +770,25 @@ static void test_early_response(void)
     server_join(s);
 }
 
+static void test_destroy_with_inflight(void)
+{
+    /* a pool replaced while a request runs: the request ends normally, then its connection is closed */
+    static const struct step s0[] = {{OP_READ_REQ}, {OP_WAIT_SIGNAL}, {OP_SEND, RESP_OK}, {OP_WAIT_EOF}, {OP_END}};
+    struct server *s = server_start(s0, NULL, NULL);
+    gg_upstream_pool_t *pool = gg_upstream_pool_create(loop, "127.0.0.1", s->port, 4, 0);
+    struct cl a = {0};
+
+    get(pool, &a);
+    CHECK(run_until_atomic(&s->requests, 1));
+    gg_upstream_pool_destroy(pool);
+    server_signal(s);
+    CHECK(wait_done(&a));
+    CHECK_EQ_INT(a.ended, 1);
+    CHECK(a.body_len == 5 && memcmp(a.body, "hello", 5) == 0);
+    CHECK(run_until_atomic(&s->eofs, 1)); /* not kept: its pool is gone */
+    server_join(s);
+}
+
 static void on_tunnel_read(h2o_socket_t *sock, const char *err)
 {
     struct cl *c = sock->data;
@@ -851,4 +870,4 @@ static void teardown(void)
 
 TEST_MAIN(setup, test_keepalive_reuse, test_connection_close, test_streaming, test_pause_resume, test_refused, test_connect_timeout,
           test_timeouts, test_reset_and_close_mid_body, test_stale_idle_detected, test_stale_race_retry, test_cancel,
-          test_pool_full, test_request_body, test_early_response, test_upgrade_take_socket, teardown)
+          test_pool_full, test_request_body, test_early_response, test_destroy_with_inflight, test_upgrade_take_socket, teardown)
