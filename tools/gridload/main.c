@@ -23,8 +23,10 @@ static const char usage_text[] =
     "  --flow NAME:KEY:RATE[,OPT=V...]  repeatable. KEY goes into 'Authorization: Bearer KEY' (empty: no\n"
     "                        header). RATE is in requests/s. OPTs override the global options for this flow:\n"
     "                        stream=0|1, max_tokens=N, api=openai|ollama|generate, model=NAME,\n"
-    "                        prompt_tokens=N, conc=N, duration=S, warmup=S\n"
-    "                        conc=N: closed loop, N requests always in flight, RATE ignored.\n"
+    "                        prompt_tokens=N, conc=N, duration=S, warmup=S ('-' works for '_')\n"
+    "                        conc=N: closed loop, N requests always in flight (a new one is sent as one\n"
+    "                        ends, timed from its send), RATE ignored.\n"
+    "  The run ends when every flow's arrivals are over and its requests have finished or timed out.\n"
     "Global options (defaults for every flow):\n"
     "  --target URL          server to load (default http://127.0.0.1:8080)\n"
     "  --model NAME          model name in the request (default llama3)\n"
@@ -171,6 +173,8 @@ static int parse_flow(const char *spec, const struct defaults *d, struct gl_flow
     int rc = 0;
     if (f->name[0] == '\0')
         rc = usage_error("--flow %s: empty name", spec);
+    else if (strpbrk(f->key, "\r\n") != NULL || strpbrk(f->name, "\r\n\"") != NULL)
+        rc = usage_error("--flow %s: no CR, LF or quote in a name or key", spec);
     else if (parse_double(c2 + 1, 0, 1e6, &f->rate) != 0)
         rc = usage_error("--flow %s: bad rate", spec);
     for (char *save = NULL, *o = opts ? strtok_r(opts, ",", &save) : NULL; o && !rc; o = strtok_r(NULL, ",", &save)) {
@@ -180,6 +184,9 @@ static int parse_flow(const char *spec, const struct defaults *d, struct gl_flow
             break;
         }
         *v++ = '\0';
+        for (char *p = o; *p; p++)
+            if (*p == '-')
+                *p = '_'; /* max-tokens as well as max_tokens, like the global flags */
         int bad;
         if (strcmp(o, "stream") == 0)
             bad = parse_int(v, 0, 1, &f->stream);
@@ -242,9 +249,11 @@ static void build_request(const struct gl_config *cfg, struct gl_flow *f)
     char *b = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     free(prompt);
-    char auth[1024] = "";
+    size_t alen = strlen(f->key) + 32;
+    char *auth = malloc(alen);
+    auth[0] = '\0';
     if (f->key[0])
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", f->key);
+        snprintf(auth, alen, "Authorization: Bearer %s\r\n", f->key);
     const char *accept = f->stream ? (f->api == GL_API_OPENAI ? "text/event-stream" : "application/x-ndjson") : "application/json";
     size_t blen = strlen(b);
     size_t cap = blen + strlen(auth) + strlen(cfg->prefix) + strlen(cfg->hostport) + 256;
@@ -253,6 +262,7 @@ static void build_request(const struct gl_config *cfg, struct gl_flow *f)
                                   "POST %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gridload/" GRIDLOAD_VERSION
                                   "\r\nContent-Type: application/json\r\nAccept: %s\r\n%sContent-Length: %zu\r\n\r\n%s",
                                   cfg->prefix, path, cfg->hostport, accept, auth, blen, b);
+    free(auth);
     free(b);
 }
 
