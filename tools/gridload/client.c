@@ -758,8 +758,16 @@ int gl_run(struct gl_config *cfg)
     int64_t run_ns = now_ns(&l);
     gg_info("run over after %.3f s: %llu connections opened, %llu requests retried on a fresh connection",
             (double)run_ns / NS_PER_SEC, (unsigned long long)l.opened, (unsigned long long)l.retried);
-    if (interrupted)
+    if (interrupted) {
         gg_warn("interrupted: %d requests still in flight are left out", l.outstanding);
+        /* the measured window ends at the interrupt: tok/s and the windows must not count the rest */
+        for (size_t i = 0; i < cfg->nflows; i++) {
+            struct gl_flow *f = &cfg->flows[i];
+            double ran = (double)run_ns / NS_PER_SEC - f->warmup;
+            if (ran < f->duration)
+                f->duration = ran > 0 ? ran : 0;
+        }
+    }
     /* Requests cut off by an interrupt are not recorded: their outcome is unknown. */
     while (l.thead != NULL) {
         struct conn *c = l.thead;
