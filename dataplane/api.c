@@ -31,6 +31,7 @@ void gg_api_init(const gg_config_t *config)
 {
     cfg = config;
     gg_proxy_init();
+    gg_comfy_init();
     gg_metrics_add_collector(gg_backends_render_metrics);
     gg_metrics_add_collector(render_inflight);
 }

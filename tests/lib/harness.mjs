@@ -19,7 +19,9 @@ after(() => Promise.all([...live].map((p) => p.stop())));
 
 /** Starts `file args`, resolves once a line matches `ready` (default: the listening line). */
 export function startProcess(file, args, { ready = /listening on http:\/\/([\d.]+):(\d+)/, timeoutMs = 10000, env } = {}) {
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  // Under SAN=1, LeakSanitizer runs at exit; libh2o's own thread-local caches are suppressed (tests/lsan.supp).
+  const lsan = { LSAN_OPTIONS: process.env.LSAN_OPTIONS || `suppressions=${path.join(ROOT, 'tests/lsan.supp')}` };
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...lsan, ...env } });
   let output = '';
   const p = {
     child,
