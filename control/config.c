@@ -249,6 +249,7 @@ static int parse_url(const struct opt *o, json_t *v, void *base, struct ctx *c);
 static int parse_admin(const struct opt *o, json_t *v, void *base, struct ctx *c);
 static void free_admin(void *base);
 static int parse_trust(const struct opt *o, json_t *v, void *base, struct ctx *c);
+static int parse_approve(const struct opt *o, json_t *v, void *base, struct ctx *c);
 static void free_trust(void *base);
 
 #define CFG(f) offsetof(gg_config_t, f)
@@ -350,7 +351,14 @@ static const struct schema bpf_schema = {bpf_opts, sizeof(bpf_opts) / sizeof(bpf
 static const struct opt registration_opts[] = {
     {"token", T_STR, CFG(registration.token), .flags = F_NONEMPTY,
      .doc = "Shared secret agents present to register backends (unset: registration off)."},
-    {"approve", T_BOOL, CFG(registration.approve), .def = "false", .doc = "Approve registered backends automatically."},
+    {"approve", T_CUSTOM, CFG(registration.approve), .parse = parse_approve, .type_doc = "auto|manual", .def = "manual",
+     .doc = "auto: registered backends join at once; manual: they wait for `gridctl backend approve` (true/false too)."},
+    {"heartbeat_ms", T_U32, CFG(registration.heartbeat_ms), .min = 50, .max = 3600000, .def = "5000",
+     .doc = "Heartbeat period the gateway asks agents for."},
+    {"missed_beats", T_U32, CFG(registration.missed_beats), .min = 1, .max = 1000, .def = "3",
+     .doc = "Missed heartbeats after which a registered backend is marked down."},
+    {"ttl_ms", T_U32, CFG(registration.ttl_ms), .min = 100, .max = 86400000, .def = "300000",
+     .doc = "Time without heartbeats after which a registered backend is removed."},
 };
 static const struct schema registration_schema = {registration_opts, sizeof(registration_opts) / sizeof(registration_opts[0])};
 
@@ -930,6 +938,16 @@ static int check_cidr(const char *s)
             return -EINVAL;
     }
     return 0;
+}
+
+static int parse_approve(const struct opt *o, json_t *v, void *base, struct ctx *c)
+{
+    const char *s = json_string_value(v);
+    if (json_is_boolean(v) || (s != NULL && (strcmp(s, "auto") == 0 || strcmp(s, "manual") == 0))) {
+        *AT(base, o->off, int) = json_is_true(v) || (s != NULL && strcmp(s, "auto") == 0);
+        return 0;
+    }
+    return set_error(c, "expected \"auto\" or \"manual\"");
 }
 
 static int parse_trust(const struct opt *o, json_t *v, void *base, struct ctx *c)

@@ -87,6 +87,7 @@ typedef struct gg_config {
     struct {
         char *token; /* NULL = registration disabled */
         int approve; /* auto-approve registered agents */
+        uint32_t heartbeat_ms, missed_beats, ttl_ms;
     } registration;
 
     int listen_from_cli_; /* internal: the first gg_config_add_listen replaces file/default values */
