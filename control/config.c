@@ -362,6 +362,20 @@ static const struct opt registration_opts[] = {
 };
 static const struct schema registration_schema = {registration_opts, sizeof(registration_opts) / sizeof(registration_opts[0])};
 
+static const struct opt compression_opts[] = {
+    {"min_bytes", T_U32, CFG(compression.min_bytes), .min = 0, .max = 1073741824.0, .def = "1024",
+     .doc = "Responses of at least this many bytes are gzipped for clients that accept it."},
+    {"level", T_U32, CFG(compression.level), .min = 0, .max = 9, .def = "1",
+     .doc = "zlib level for responses (0: never compress)."},
+    {"stream", T_BOOL, CFG(compression.stream), .def = "false",
+     .doc = "Also gzip SSE/NDJSON streams (each event is still flushed at once)."},
+    {"max_inflated_bytes", T_U64, CFG(compression.max_inflated_bytes), .min = 1024, .max = 1073741824.0, .def = "8388608",
+     .doc = "gzip request bodies: largest decompressed size (413 above)."},
+    {"max_ratio", T_U32, CFG(compression.max_ratio), .min = 0, .max = 1000000, .def = "100",
+     .doc = "gzip request bodies: largest decompressed/compressed ratio past 1 MiB (413 above; 0: no limit)."},
+};
+static const struct schema compression_schema = {compression_opts, sizeof(compression_opts) / sizeof(compression_opts[0])};
+
 static const struct opt root_opts[] = {
     {"listen", T_STRLIST, CFG(listen), CFG(n_listen), .flags = F_SCALAR_OK | F_HOSTPORT, .def = "127.0.0.1:8080",
      .doc = "Client listeners: \"HOST:PORT\" or a list of them."},
@@ -385,6 +399,7 @@ static const struct opt root_opts[] = {
      .doc = "Honour X-Tenant-ID: true, false, or from these source CIDRs only."},
     {"bpf", T_OBJ, 0, .sub = &bpf_schema, .doc = "eBPF acceleration."},
     {"registration", T_OBJ, 0, .sub = &registration_schema, .doc = "Backend self-registration by agents."},
+    {"compression", T_OBJ, 0, .sub = &compression_schema, .doc = "gzip on the client leg, both ways."},
 };
 static const struct schema root_schema = {root_opts, sizeof(root_opts) / sizeof(root_opts[0])};
 

@@ -89,6 +89,12 @@ typedef struct gg_config {
         int approve; /* auto-approve registered agents */
         uint32_t heartbeat_ms, missed_beats, ttl_ms;
     } registration;
+    struct {
+        uint32_t min_bytes, level; /* response compression: threshold and zlib level (0 = off) */
+        int stream;                /* compress SSE/NDJSON streams too */
+        uint64_t max_inflated_bytes;
+        uint32_t max_ratio; /* gzip request bodies: limits (0 = no ratio limit) */
+    } compression;
 
     int listen_from_cli_; /* internal: the first gg_config_add_listen replaces file/default values */
 } gg_config_t;
