@@ -10,6 +10,7 @@
 #include "gridgate/backend.h"
 #include "gridgate/comfy.h"
 #include "gridgate/dialect.h"
+#include "gridgate/gzip.h"
 #include "gridgate/metrics.h"
 #include "gridgate/proxy.h"
 #include "gridgate/respond.h"
@@ -30,6 +31,8 @@ static void render_inflight(gg_buf_t *out)
 void gg_api_init(const gg_config_t *config)
 {
     cfg = config;
+    gg_gzip_config = (gg_gzip_config_t){config->compression.min_bytes, (int)config->compression.level, config->compression.stream,
+                                        config->compression.max_inflated_bytes, config->compression.max_ratio};
     gg_proxy_init();
     gg_comfy_init();
     gg_metrics_add_collector(gg_backends_render_metrics);
@@ -174,11 +177,55 @@ static void on_ollama_tags(h2o_req_t *req, int loaded_only)
 
 /* --- inference ------------------------------------------------------------------------------------ */
 
+static void free_inflated(void *p)
+{
+    free(*(char **)p);
+}
+
+/* A gzip body is inflated within the compression limits before anything reads it; the proxy then forwards
+ * the plain bytes (upstream requests carry no Content-Encoding). Returns 0, or -1 after answering. */
+static int inflate_body(h2o_req_t *req, enum gg_dialect d)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_ENCODING, -1);
+    if (i == -1)
+        return 0;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (h2o_lcstris(v.base, v.len, H2O_STRLIT("identity")))
+        return 0;
+    if (!h2o_lcstris(v.base, v.len, H2O_STRLIT("gzip")) && !h2o_lcstris(v.base, v.len, H2O_STRLIT("x-gzip"))) {
+        gg_respond_error(req, d, 415, "unsupported Content-Encoding: only gzip is accepted", "invalid_request_error",
+                         "unsupported_content_encoding");
+        return -1;
+    }
+    gg_buf_t out = GG_BUF_INIT;
+    int rc = gg_gunzip(req->entity.base, req->entity.len, gg_gzip_config.max_inflated_bytes, gg_gzip_config.max_ratio, &out);
+    if (rc != 0) {
+        gg_buf_free(&out);
+        char msg[160];
+        if (rc == GG_INFLATE_TOO_LARGE)
+            snprintf(msg, sizeof(msg), "the gzip request body inflates past %llu bytes",
+                     (unsigned long long)gg_gzip_config.max_inflated_bytes);
+        else if (rc == GG_INFLATE_RATIO)
+            snprintf(msg, sizeof(msg), "the gzip request body expands more than %u times", gg_gzip_config.max_ratio);
+        else
+            snprintf(msg, sizeof(msg), "the request body is not valid gzip");
+        int too_big = rc == GG_INFLATE_TOO_LARGE || rc == GG_INFLATE_RATIO;
+        gg_respond_error(req, d, too_big ? 413 : 400, msg, "invalid_request_error", too_big ? "request_too_large" : "invalid_gzip");
+        return -1;
+    }
+    char **owner = h2o_mem_alloc_shared(&req->pool, sizeof(*owner), free_inflated);
+    *owner = out.base;
+    req->entity = h2o_iovec_init(out.base ? out.base : "", out.len);
+    return 0;
+}
+
 /* Returns 1 when the proxy took the request (it logs it), 0 when it was answered here. */
 static int on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, const char *path)
 {
     gg_reqinfo_t ri;
     char err[256];
+    if (inflate_body(req, d) != 0)
+        return 0;
     if (gg_reqinfo_parse(&ri, d, ep, req->entity.base ? req->entity.base : "", req->entity.len, err, sizeof(err)) != 0) {
         gg_respond_error(req, d, 400, err, "invalid_request_error", NULL);
         return 0;

@@ -1,10 +1,11 @@
-/* Complete small responses and errors in the caller's dialect. */
+/* Complete small responses and errors in the caller's dialect, gzipped for clients that accept it. */
 #include "gridgate/respond.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "gridgate/dialect.h"
+#include "gridgate/gzip.h"
 
 const char *gg_status_reason(int status)
 {
@@ -28,7 +29,13 @@ const char *gg_status_reason(int status)
     }
 }
 
-void gg_respond(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+int gg_client_accepts_gzip(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
+    return i != -1 && gg_gzip_accepted(req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+}
+
+static void send_copy(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
 {
     req->res.status = status;
     req->res.reason = gg_status_reason(status);
@@ -37,6 +44,32 @@ void gg_respond(h2o_req_t *req, int status, const char *content_type, const char
     char *copy = h2o_mem_alloc_pool(&req->pool, len + 1);
     memcpy(copy, body, len);
     h2o_send_inline(req, copy, len);
+}
+
+void gg_respond_gzipped(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, H2O_STRLIT("gzip"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
+    send_copy(req, status, content_type, body, len);
+}
+
+/* Compressed here, whole, rather than by h2o's compress filter: the answer keeps its Content-Length (h2o 2.2.5
+ * chunks only 200s, so a chunked error would close the connection) and the access log sees real bytes. */
+void gg_respond(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    if (gg_gzip_config.level > 0 && len >= gg_gzip_config.min_bytes &&
+        h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_ENCODING, -1) == -1) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
+        gg_buf_t z = GG_BUF_INIT;
+        if (gg_client_accepts_gzip(req) && gg_gzip_compress(body, len, gg_gzip_config.level, &z) == 0) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, H2O_STRLIT("gzip"));
+            send_copy(req, status, content_type, z.base, z.len);
+            gg_buf_free(&z);
+            return;
+        }
+        gg_buf_free(&z);
+    }
+    send_copy(req, status, content_type, body, len);
 }
 
 static void respond_error(h2o_req_t *req, enum gg_dialect d, int status, const char *message, const char *type,
