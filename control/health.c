@@ -3,6 +3,7 @@
  * counters into published load figures (TTFT EWMA, tokens/s) and keeps the model table current. */
 #include "gridgate/health.h"
 #include "gridgate/adapter.h"
+#include "gridgate/bpf.h"
 #include "gridgate/httpc.h"
 #include "gridgate/log.h"
 
@@ -109,6 +110,7 @@ static pthread_cond_t round_cond = PTHREAD_COND_INITIALIZER;
 static struct hrec recs[GG_MAX_BACKENDS];
 static pthread_t threads[N_THREADS];
 static int n_threads, running, woken;
+int (*gg_health_hold_hook)(const gg_backend_t *b, char *why, size_t whylen);
 static uint64_t round_seq;
 static gg_health_params_t params;
 static uint32_t interval_ms = 2000, timeout_ms = 1000;
@@ -277,6 +279,7 @@ static void *worker(void *arg)
         int64_t now = mono_ms();
         woken = 0;
         scan_passive(now);
+        gg_bpf_sync(); /* every round, so the pinned maps trail the registry by less than one interval */
         /* Pick the most overdue idle backend that is not cooling down. */
         int pick = -1;
         int64_t wake = now + 1000;
@@ -324,6 +327,8 @@ static void *worker(void *arg)
         gg_engine_status_init(&st);
         char why[160];
         enum gg_health_event ev = probe(b, h, &st, why, sizeof(why));
+        if (ev != GG_HEV_PROBE_FAIL && gg_health_hold_hook != NULL && gg_health_hold_hook(b, why, sizeof(why)))
+            ev = GG_HEV_PROBE_FAIL;
         int models_changed = 0;
         size_t n_models = st.n_models;
         if (ev == GG_HEV_PROBE_OK) {

@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include "gridgate/accesslog.h"
+#include "gridgate/admin.h"
 #include "gridgate/api.h"
 #include "gridgate/backend.h"
+#include "gridgate/bpf.h"
 #include "gridgate/config.h"
 #include "gridgate/health.h"
 #include "gridgate/log.h"
 #include "gridgate/proxy.h"
+#include "gridgate/registration.h"
 #include "gridgate/server.h"
 
 #define GG_VERSION "0.1.0"
@@ -28,7 +31,8 @@ static const char usage[] =
     "  --listen HOST:PORT     client listener, repeatable (default 127.0.0.1:8080; port 0 picks one)\n"
     "  --backend URL          engine URL, repeatable; kind detected by probing, or forced: URL#kind=vllm\n"
     "                         (also #name=N #weight=W #max_inflight=M)\n"
-    "  --admin HOST:PORT|unix:PATH  admin API listener\n"
+    "  --admin HOST:PORT|unix:PATH  admin API and status page (default " GG_ADMIN_DEFAULT ", mode 0600;\n"
+    "                         TCP requires admin.token in the config)\n"
     "  --threads N            worker threads (default: number of CPUs)\n"
     "  --bpf auto|on|off      kernel assist (default auto)\n"
     "  --pin-path DIR         where BPF maps are pinned (default /sys/fs/bpf/gridgate)\n"
@@ -262,11 +266,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (cfg.bpf.mode == GG_BPF_ON) {
-        gg_error("--bpf on: this build has no kernel assist yet; use --bpf auto or off");
+    if (gg_bpf_init(cfg.bpf.mode, cfg.bpf.pin_path) != 0)
         return 1;
-    }
-    gg_info("bpf: kernel assist is not part of this build; the data plane runs in userspace");
 
     gg_api_init(&cfg);
     if (gg_server_init(&so, gg_api_on_req) != 0)
@@ -277,12 +278,17 @@ int main(int argc, char **argv)
         gg_error("cannot start health checks");
         return 1;
     }
+    if (gg_registration_start(&cfg) != 0 || gg_admin_start(&cfg, config_path) != 0)
+        return 1;
     pthread_t sig;
     pthread_create(&sig, NULL, signal_thread, &set);
     pthread_detach(sig);
 
     gg_server_run();
+    gg_admin_stop();
+    gg_registration_stop();
     gg_health_stop();
+    gg_bpf_shutdown();
     gg_info("stopped");
     return 0;
 }

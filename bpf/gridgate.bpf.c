@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+/* gridgate's kernel side: the maps control publishes (backends, models, tenants, meta), the per-flow table and
+ * per-CPU counters, and the sockhash whose sk_skb verdict splices spliced socket pairs in-kernel. Types come from
+ * include/gridgate/bpf_abi.h, never from here. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+#include "gridgate/bpf_abi.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gg_bpf_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GG_BPF_MAX_BACKENDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct gg_bpf_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GG_BPF_MAX_MODELS);
+	__type(key, struct gg_bpf_model_key);
+	__type(value, struct gg_bpf_model);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} models SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GG_BPF_MAX_TENANTS);
+	__type(key, struct gg_bpf_tenant_key);
+	__type(value, struct gg_bpf_tenant);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tenants SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GG_BPF_MAX_FLOWS);
+	__type(key, __u64);
+	__type(value, struct gg_bpf_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, GG_BPF_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, struct gg_bpf_stat_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} stats SEC(".maps");
+
+/* Not pinned: sockets and their ends belong to the running process. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * GG_BPF_MAX_FLOWS);
+	__type(key, __u64);
+	__type(value, struct gg_bpf_end);
+} ends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 2 * GG_BPF_MAX_FLOWS);
+	__type(key, __u64);
+	__type(value, __u64);
+} socks SEC(".maps");
+
+static __always_inline void count(__u32 reason, __u64 n)
+{
+	__u32 key = reason;
+	struct gg_bpf_stat_val *v = bpf_map_lookup_elem(&stats, &key);
+
+	if (v)
+		v->value += n;
+}
+
+/* Bytes redirected to `peer` that the kernel has not yet queued on it; 0 when unknown. */
+static __always_inline __u32 peer_backlog(struct gg_bpf_flow *f, __u32 d, __u64 *peer_cookie)
+{
+	struct bpf_sock *sk = bpf_map_lookup_elem(&socks, peer_cookie);
+	struct tcp_sock *tp;
+	__u32 queued, owed, pending = 0;
+
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (tp) {
+		__u32 p = 1 - d;
+		__u32 seq = tp->write_seq;
+
+		if (p < 2) {
+			if (!f->based[p]) {
+				f->base_seq[p] = seq;
+				f->based[p] = 1;
+			}
+			queued = seq - f->base_seq[p];
+			owed = (__u32)f->bytes[d] + (__u32)f->user_bytes[d];
+			pending = owed - queued;
+			if ((__s32)pending < 0)
+				pending = 0;
+		}
+	}
+	bpf_sk_release(sk);
+	return pending;
+}
+
+SEC("sk_skb")
+int gg_verdict(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct gg_bpf_end *end = bpf_map_lookup_elem(&ends, &cookie);
+	struct gg_bpf_flow *f;
+	__u64 peer;
+	__u32 d;
+
+	if (!end) {
+		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
+		return SK_PASS;
+	}
+	d = end->dir & 1;
+	f = bpf_map_lookup_elem(&flows, &end->flow);
+	if (!f) {
+		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
+		return SK_PASS;
+	}
+	if (f->mode[d] != GG_BPF_FLOW_REDIRECT) {
+		__sync_fetch_and_add(&f->pass_bytes[d], skb->len);
+		count(GG_BPF_STAT_PASS_MODE, 1);
+		return SK_PASS;
+	}
+	peer = f->cookie[1 - d];
+	if (peer_backlog(f, d, &peer) > GG_BPF_STALL_LIMIT) {
+		/* One way only: the direction stays in userspace from here, where the relay has back-pressure. */
+		f->mode[d] = GG_BPF_FLOW_PASS;
+		f->stalled[d & 1] = 1;
+		__sync_fetch_and_add(&f->pass_bytes[d], skb->len);
+		count(GG_BPF_STAT_STALL, 1);
+		return SK_PASS;
+	}
+	__sync_fetch_and_add(&f->bytes[d], skb->len);
+	__sync_fetch_and_add(&f->events[d], 1);
+	count(GG_BPF_STAT_REDIRECT, 1);
+	count(GG_BPF_STAT_REDIRECT_BYTES, skb->len);
+	return bpf_sk_redirect_hash(skb, &socks, &peer, 0);
+}
+
+/* gridgate's own writes on member sockets (userspace relay after a fallback, heads): accounting only. */
+SEC("sk_msg")
+int gg_msg(struct sk_msg_md *msg)
+{
+	count(GG_BPF_STAT_MSG_BYTES, msg->size);
+	return SK_PASS;
+}

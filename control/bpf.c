@@ -1,0 +1,424 @@
+/* The BPF loader and map publisher (see bpf.h): libbpf-bootstrap lifecycle (open -> load -> attach -> destroy),
+ * pinning by name under --pin-path with an ABI check through the `meta` map, the registry mirror into `backends`
+ * (mmapped, seqlocked per slot) and `models`, and the flow table operations used by the splice hand-off. */
+#include "gridgate/bpf.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "gridgate/backend.h"
+#include "gridgate/buf.h"
+#include "gridgate/config.h"
+#include "gridgate/log.h"
+#include "gridgate/metrics.h"
+#include "gridgate.skel.h"
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+
+_Static_assert(GG_BPF_MAX_BACKENDS == GG_MAX_BACKENDS, "backends map mirrors the registry slot for slot");
+_Static_assert(GG_BPF_MODEL_NAME_MAX == GG_MODEL_NAME_MAX, "model keys hold registry names");
+
+static const char *const pinned_maps[] = {"meta", "backends", "models", "tenants", "flows", "stats"};
+
+static struct gridgate *skel;
+static struct gg_bpf_backend *view; /* the mmapped `backends` array */
+static size_t view_len;
+static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1;
+static _Atomic int splice_on;
+static _Atomic uint64_t spliced_streams, spliced_bytes;
+static uint64_t models_version = UINT64_MAX;
+
+int gg_bpf_enabled(void)
+{
+    return skel != NULL;
+}
+
+int gg_bpf_splice_ready(void)
+{
+    return skel != NULL && atomic_load_explicit(&splice_on, memory_order_relaxed);
+}
+
+void gg_bpf_set_splice(int on)
+{
+    atomic_store(&splice_on, on && skel != NULL);
+}
+
+uint64_t gg_bpf_spliced_streams(void)
+{
+    return atomic_load_explicit(&spliced_streams, memory_order_relaxed);
+}
+
+uint64_t gg_bpf_spliced_bytes(void)
+{
+    return atomic_load_explicit(&spliced_bytes, memory_order_relaxed);
+}
+
+static void render_metrics(gg_buf_t *out)
+{
+    gg_buf_appendf(out,
+                   "# HELP gridgate_spliced_streams_total Connections whose bytes were relayed in-kernel (sockmap).\n"
+                   "# TYPE gridgate_spliced_streams_total counter\ngridgate_spliced_streams_total %llu\n"
+                   "# HELP gridgate_spliced_bytes_total Bytes relayed in-kernel by spliced connections (both ways).\n"
+                   "# TYPE gridgate_spliced_bytes_total counter\ngridgate_spliced_bytes_total %llu\n"
+                   "# HELP gridgate_bpf_enabled 1 when the kernel assist is loaded.\n"
+                   "# TYPE gridgate_bpf_enabled gauge\ngridgate_bpf_enabled %d\n",
+                   (unsigned long long)gg_bpf_spliced_streams(), (unsigned long long)gg_bpf_spliced_bytes(),
+                   gg_bpf_enabled());
+}
+
+static int is_bpffs(const char *path)
+{
+    struct statfs st;
+    return statfs(path, &st) == 0 && (uint32_t)st.f_type == BPF_FS_MAGIC;
+}
+
+/* The pin directory's parent must be a bpffs; mount one there when it is not (a fresh machine has none). */
+static int ensure_pin_dir(const char *pin_path)
+{
+    char parent[512];
+    if (snprintf(parent, sizeof(parent), "%s", pin_path) >= (int)sizeof(parent))
+        return -ENAMETOOLONG;
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL || slash == parent)
+        return -EINVAL;
+    *slash = '\0';
+    if (!is_bpffs(parent)) {
+        mkdir(parent, 0700);
+        if (mount("bpf", parent, "bpf", 0, "mode=0700") == -1)
+            return -errno;
+        gg_info("bpf: mounted bpffs on %s", parent);
+    }
+    if (mkdir(pin_path, 0700) == -1 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* 1: pinned maps of this ABI are there; 0: none (or removed because stale); -errno on failure. */
+static int check_pinned(const char *pin_path)
+{
+    char p[600];
+    snprintf(p, sizeof(p), "%s/meta", pin_path);
+    int fd = bpf_obj_get(p);
+    if (fd < 0)
+        return 0;
+    struct gg_bpf_meta m = {0};
+    uint32_t key = 0;
+    int rc = bpf_map_lookup_elem(fd, &key, &m);
+    close(fd);
+    if (rc == 0 && m.abi_version == GG_BPF_ABI_VERSION)
+        return 1;
+    gg_warn("bpf: pinned maps in %s have ABI version %u, this build uses %u: recreating them", pin_path,
+            rc == 0 ? m.abi_version : 0, GG_BPF_ABI_VERSION);
+    for (size_t i = 0; i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", pin_path, pinned_maps[i]);
+        if (unlink(p) == -1 && errno != ENOENT)
+            return -errno;
+    }
+    return 0;
+}
+
+static int load(const char *pin_path, const char **what)
+{
+    int rc = ensure_pin_dir(pin_path);
+    if (rc != 0) {
+        *what = "bpffs";
+        return rc;
+    }
+    int reused = check_pinned(pin_path);
+    if (reused < 0) {
+        *what = "removing stale pinned maps";
+        return reused;
+    }
+    LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_path);
+    skel = gridgate__open_opts(&oo);
+    if (skel == NULL) {
+        *what = "open";
+        return -errno;
+    }
+    rc = gridgate__load(skel);
+    if (rc != 0) {
+        *what = "load";
+        goto cleanup;
+    }
+    int fd_meta = bpf_map__fd(skel->maps.meta);
+    uint32_t key = 0;
+    if (!reused) {
+        struct gg_bpf_meta m = {.abi_version = GG_BPF_ABI_VERSION, .created_unix_s = (uint64_t)time(NULL)};
+        bpf_map_update_elem(fd_meta, &key, &m, BPF_ANY);
+    }
+    fd_flows = bpf_map__fd(skel->maps.flows);
+    fd_ends = bpf_map__fd(skel->maps.ends);
+    fd_socks = bpf_map__fd(skel->maps.socks);
+    fd_models = bpf_map__fd(skel->maps.models);
+    /* Programs are attached to the sockhash before any socket joins it: a later attach never applies to members. */
+    if (bpf_prog_attach(bpf_program__fd(skel->progs.gg_verdict), fd_socks, BPF_SK_SKB_VERDICT, 0) != 0 ||
+        bpf_prog_attach(bpf_program__fd(skel->progs.gg_msg), fd_socks, BPF_SK_MSG_VERDICT, 0) != 0) {
+        rc = -errno;
+        *what = "attach";
+        goto cleanup;
+    }
+    view_len = (sizeof(struct gg_bpf_backend) * GG_BPF_MAX_BACKENDS + 4095) & ~(size_t)4095;
+    view = mmap(NULL, view_len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel->maps.backends), 0);
+    if (view == MAP_FAILED) {
+        view = NULL;
+        rc = -errno;
+        *what = "mmap backends";
+        goto cleanup;
+    }
+    /* A previous run's slots and flows describe nothing that exists now. */
+    memset(view, 0, sizeof(struct gg_bpf_backend) * GG_BPF_MAX_BACKENDS);
+    uint64_t k, next;
+    for (int more = bpf_map_get_next_key(fd_flows, NULL, &k) == 0; more;) {
+        more = bpf_map_get_next_key(fd_flows, &k, &next) == 0;
+        bpf_map_delete_elem(fd_flows, &k);
+        k = next;
+    }
+    gg_info("bpf: kernel assist on: maps %s %s (ABI %u), sockmap splice ready", reused ? "reused from" : "pinned in",
+            pin_path, GG_BPF_ABI_VERSION);
+    return 0;
+cleanup:
+    gridgate__destroy(skel);
+    skel = NULL;
+    return rc < 0 ? rc : -EINVAL;
+}
+
+static int silent_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    if (level == LIBBPF_WARN && gg_log_level >= GG_LOG_DEBUG)
+        return vfprintf(stderr, fmt, ap);
+    return 0;
+}
+
+int gg_bpf_init(int mode, const char *pin_path)
+{
+    static int collector;
+    if (!collector) {
+        collector = 1;
+        gg_metrics_add_collector(render_metrics);
+    }
+    if (mode == GG_BPF_OFF) {
+        gg_info("bpf: off (--bpf off); the data plane runs in userspace");
+        return 0;
+    }
+    libbpf_set_print(silent_print);
+    const char *what = "";
+    int rc = load(pin_path ? pin_path : "/sys/fs/bpf/gridgate", &what);
+    if (rc != 0) {
+        if (mode == GG_BPF_ON) {
+            gg_error("bpf: --bpf on but the kernel assist cannot load (%s: %s)", what, strerror(-rc));
+            return rc;
+        }
+        gg_info("bpf: kernel assist unavailable (%s: %s); the data plane runs in userspace", what, strerror(-rc));
+        return 0;
+    }
+    atomic_store(&splice_on, 1);
+    gg_bpf_sync();
+    return 0;
+}
+
+void gg_bpf_shutdown(void)
+{
+    if (skel == NULL)
+        return;
+    atomic_store(&splice_on, 0);
+    bpf_prog_detach2(bpf_program__fd(skel->progs.gg_verdict), fd_socks, BPF_SK_SKB_VERDICT);
+    bpf_prog_detach2(bpf_program__fd(skel->progs.gg_msg), fd_socks, BPF_SK_MSG_VERDICT);
+    if (view != NULL)
+        munmap(view, view_len);
+    view = NULL;
+    gridgate__destroy(skel);
+    skel = NULL;
+    fd_flows = fd_ends = fd_socks = fd_models = -1;
+}
+
+/* --- publishing --------------------------------------------------------------------------------- */
+
+static void fill(struct gg_bpf_backend *v, const gg_backend_t *b)
+{
+    memset(v, 0, sizeof(*v));
+    v->state = atomic_load(&b->state);
+    if (v->state == GG_BACKEND_FREE)
+        return;
+    v->id = b->id;
+    v->kind = atomic_load(&b->kind);
+    v->weight = atomic_load(&b->weight);
+    v->inflight = atomic_load(&b->inflight);
+    v->capacity = atomic_load(&b->capacity);
+    v->engine_running = atomic_load(&b->engine_running);
+    v->engine_waiting = atomic_load(&b->engine_waiting);
+    v->kv_permille = atomic_load(&b->kv_permille);
+    v->ttft_ewma_us = atomic_load(&b->ttft_ewma_us);
+    v->tokens_per_s = atomic_load(&b->tokens_per_s);
+    v->consecutive_failures = atomic_load(&b->consecutive_failures);
+    v->port = b->port;
+    snprintf(v->name, sizeof(v->name), "%s", b->name);
+}
+
+static void sync_models(void)
+{
+    const gg_model_table_t *t = gg_models_current();
+    if (t->version == models_version)
+        return;
+    models_version = t->version;
+    struct gg_bpf_model_key k, next;
+    /* Drop names the table no longer has, then write every entry. */
+    for (int more = bpf_map_get_next_key(fd_models, NULL, &k) == 0; more;) {
+        more = bpf_map_get_next_key(fd_models, &k, &next) == 0;
+        if (gg_models_find(t, k.name) == NULL)
+            bpf_map_delete_elem(fd_models, &k);
+        k = next;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        struct gg_bpf_model_key key = {0};
+        struct gg_bpf_model v = {0};
+        snprintf(key.name, sizeof(key.name), "%s", t->e[i].name);
+        for (int w = 0; w < GG_BPF_BACKEND_WORDS; w++) {
+            v.served[w] = t->e[i].served[w];
+            v.loaded[w] = t->e[i].loaded[w];
+            v.n_served += __builtin_popcountll(v.served[w]);
+            v.n_loaded += __builtin_popcountll(v.loaded[w]);
+        }
+        bpf_map_update_elem(fd_models, &key, &v, BPF_ANY);
+    }
+}
+
+void gg_bpf_sync(void)
+{
+    if (view == NULL)
+        return;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
+    for (uint32_t s = 0; s < GG_BPF_MAX_BACKENDS; s++) {
+        struct gg_bpf_backend v;
+        struct gg_bpf_backend *slot = &view[s];
+        fill(&v, &gg_backends[s]);
+        v.seq = slot->seq;
+        if (memcmp(&v, slot, sizeof(v)) == 0)
+            continue;
+        /* seqlock: odd while the slot is rewritten; readers retry on odd or changed. */
+        __atomic_store_n(&slot->seq, v.seq + 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        v.seq += 2;
+        memcpy((char *)slot + sizeof(v.seq), (char *)&v + sizeof(v.seq), sizeof(v) - sizeof(v.seq));
+        __atomic_store_n(&slot->seq, v.seq, __ATOMIC_RELEASE);
+    }
+    sync_models();
+    pthread_mutex_unlock(&lock);
+}
+
+int gg_bpf_backend_read(uint32_t slot, struct gg_bpf_backend *out)
+{
+    if (view == NULL || slot >= GG_BPF_MAX_BACKENDS)
+        return -ENOENT;
+    for (int tries = 0; tries < 100; tries++) {
+        uint32_t s0 = __atomic_load_n(&view[slot].seq, __ATOMIC_ACQUIRE);
+        if (s0 & 1)
+            continue;
+        memcpy(out, &view[slot], sizeof(*out));
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&view[slot].seq, __ATOMIC_RELAXED) == s0) {
+            out->seq = s0;
+            return 0;
+        }
+    }
+    return -EAGAIN;
+}
+
+/* --- flows --------------------------------------------------------------------------------------- */
+
+static int cookie_of(int fd, __u64 *c)
+{
+    socklen_t len = sizeof(*c);
+    return getsockopt(fd, SOL_SOCKET, SO_COOKIE, c, &len) == -1 ? -errno : 0;
+}
+
+int64_t gg_bpf_queued(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    int outq = 0;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1 || ioctl(fd, SIOCOUTQ, &outq) == -1)
+        return -errno;
+    return (int64_t)ti.tcpi_bytes_acked + outq;
+}
+
+int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint64_t *flow)
+{
+    if (!gg_bpf_splice_ready())
+        return -ENOTSUP;
+    struct gg_bpf_flow f = {.kind = kind, .mode = {GG_BPF_FLOW_REDIRECT, GG_BPF_FLOW_REDIRECT}};
+    int rc;
+    if ((rc = cookie_of(fd_a, &f.cookie[0])) != 0 || (rc = cookie_of(fd_b, &f.cookie[1])) != 0)
+        return rc;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    f.start_ns = (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+    struct gg_bpf_end ea = {.flow = f.cookie[0], .dir = 0}, eb = {.flow = f.cookie[0], .dir = 1};
+    /* The flow and its ends exist before the sockets join, so the verdict finds them from the first byte. */
+    if (bpf_map_update_elem(fd_flows, &f.cookie[0], &f, BPF_NOEXIST) != 0)
+        return -errno;
+    if (bpf_map_update_elem(fd_ends, &f.cookie[0], &ea, BPF_ANY) != 0 ||
+        bpf_map_update_elem(fd_ends, &f.cookie[1], &eb, BPF_ANY) != 0)
+        goto fail;
+    int fa = fd_a, fb = fd_b;
+    if (bpf_map_update_elem(fd_socks, &f.cookie[0], &fa, BPF_NOEXIST) != 0)
+        goto fail;
+    if (bpf_map_update_elem(fd_socks, &f.cookie[1], &fb, BPF_NOEXIST) != 0) {
+        /* a is a member now and must stay one until it closes (deleting a live member can lose its bytes); with no
+         * ends entry its verdict passes everything, so the userspace relay works on it as before. */
+        goto fail;
+    }
+    /* Bytes that reached a socket before it joined sit unseen until the next segment; re-checking the receive
+     * watermark runs the (new) data_ready over them now. */
+    int one = 1;
+    setsockopt(fd_a, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+    setsockopt(fd_b, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+    *flow = f.cookie[0];
+    return 0;
+fail:
+    rc = -errno;
+    bpf_map_delete_elem(fd_ends, &f.cookie[0]);
+    bpf_map_delete_elem(fd_ends, &f.cookie[1]);
+    bpf_map_delete_elem(fd_flows, &f.cookie[0]);
+    return rc ? rc : -EIO;
+}
+
+int gg_bpf_flow_get(uint64_t flow, struct gg_bpf_flow *out)
+{
+    if (fd_flows < 0)
+        return -ENOENT;
+    return bpf_map_lookup_elem(fd_flows, &flow, out) == 0 ? 0 : -errno;
+}
+
+void gg_bpf_splice_del(uint64_t flow, uint64_t bytes)
+{
+    struct gg_bpf_flow f;
+    if (fd_flows < 0 || bpf_map_lookup_elem(fd_flows, &flow, &f) != 0)
+        return;
+    bpf_map_delete_elem(fd_ends, &f.cookie[0]);
+    bpf_map_delete_elem(fd_ends, &f.cookie[1]);
+    bpf_map_delete_elem(fd_flows, &flow);
+    atomic_fetch_add_explicit(&spliced_streams, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&spliced_bytes, bytes, memory_order_relaxed);
+}

@@ -1,0 +1,49 @@
+/* Kernel assist: loading gridgate's BPF object, pinning and publishing its maps, and the flow operations the data plane
+ * uses to splice socket pairs in-kernel. Everything here is a no-op (or -ENOTSUP) when BPF is off or unavailable, so
+ * callers never need to know which mode they run in beyond gg_bpf_splice_ready(). */
+#ifndef GG_BPF_H
+#define GG_BPF_H
+
+#include <stdint.h>
+
+#include "gridgate/bpf_abi.h"
+
+/**
+ * Loads and attaches the BPF object, pinning its maps under pin_path (bpffs is mounted there if needed). Pinned maps
+ * of the same ABI version are reused; others are removed and created afresh (one log line says which). mode is enum
+ * gg_bpf_mode: OFF logs one line and returns 0; AUTO falls back to userspace with one log line when the kernel or the
+ * privileges do not allow it; ON returns -errno instead. Not thread-safe: call once at start-up.
+ */
+int gg_bpf_init(int mode, const char *pin_path);
+/** Detaches and unloads (pinned maps stay). */
+void gg_bpf_shutdown(void);
+/** 1 when the maps are loaded and published. */
+int gg_bpf_enabled(void);
+/** 1 when new socket pairs may be spliced (loaded, and splicing not switched off with gg_bpf_set_splice). */
+int gg_bpf_splice_ready(void);
+void gg_bpf_set_splice(int on);
+
+/** Control only: mirrors the backend registry and the model table into the `backends` and `models` maps. Cheap when
+ * nothing changed; the health thread calls it every round. */
+void gg_bpf_sync(void);
+/** A consistent copy of one `backends` slot read through the mmapped array (no syscall). 0, or -EAGAIN/-ENOENT. */
+int gg_bpf_backend_read(uint32_t slot, struct gg_bpf_backend *out);
+
+/**
+ * Data plane: splices the TCP sockets fd_a and fd_b both ways. The caller has written out everything it read from
+ * either and stopped reading them. Returns 0 with *flow set, or -errno (then nothing changed and the caller relays
+ * in userspace).
+ */
+int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint64_t *flow);
+/** Reads a flow's counters (syscall). */
+int gg_bpf_flow_get(uint64_t flow, struct gg_bpf_flow *out);
+/** Forgets a flow; call it before closing its sockets (close() itself takes them out of the sockhash). */
+void gg_bpf_splice_del(uint64_t flow, uint64_t bytes);
+/** Bytes ever queued for sending on fd (acknowledged + still in the send queue): the drain rule compares it with what
+ * was written and redirected. Returns -errno on failure. */
+int64_t gg_bpf_queued(int fd);
+
+/** Totals since start (the metrics collector renders them). */
+uint64_t gg_bpf_spliced_streams(void);
+uint64_t gg_bpf_spliced_bytes(void);
+#endif

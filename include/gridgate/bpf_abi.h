@@ -1,0 +1,135 @@
+/* The BPF ABI: every key and value that crosses between bpf/ programs and userspace, defined once.
+ * Fixed-width fields, explicit padding, no pointers or bools; each size is asserted so a change that moves a field
+ * is a compile error, and GG_BPF_ABI_VERSION (stored in the one-entry `meta` map) must be bumped with it so a newer
+ * binary recreates stale pinned maps instead of misreading them. Mmapped array values are multiples of 8 bytes:
+ * the kernel spaces mmapped elements round_up(value_size, 8) apart. */
+#ifndef GG_BPF_ABI_H
+#define GG_BPF_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define GG_BPF_ABI_VERSION 1
+
+#define GG_BPF_MAX_BACKENDS 256 /* == GG_MAX_BACKENDS; the slot index is the key */
+#define GG_BPF_MAX_MODELS 1024
+#define GG_BPF_MAX_TENANTS 1024
+#define GG_BPF_MAX_FLOWS 16384
+#define GG_BPF_NAME_MAX 64
+#define GG_BPF_MODEL_NAME_MAX 128
+#define GG_BPF_BACKEND_WORDS (GG_BPF_MAX_BACKENDS / 64)
+
+/* A spliced socket pair lets at most this many redirected bytes wait in the kernel for a peer that does not read;
+ * beyond it that direction falls back to the userspace relay, which has back-pressure. */
+#define GG_BPF_STALL_LIMIT (4u << 20)
+
+/* meta (ARRAY, 1 entry) */
+struct gg_bpf_meta {
+    __u32 abi_version;
+    __u32 pad;
+    __u64 created_unix_s; /* when these pinned maps were created */
+};
+
+/* backends (ARRAY, mmapable, key = registry slot). `seq` is a generation counter: odd while control rewrites the
+ * slot, so a reader that sees the same even value before and after copying has a consistent slot. */
+struct gg_bpf_backend {
+    __u32 seq;
+    __u32 id; /* registry id, unique per add: tells a reused slot from its previous backend */
+    __u32 state; /* enum gg_backend_state: 0 free, 1 up, 2 down, 3 draining, 4 loading, 5 half_open */
+    __u32 kind;  /* enum gg_engine_kind */
+    __u32 weight;
+    __u32 inflight;
+    __u32 capacity;
+    __u32 engine_running;
+    __u32 engine_waiting; /* engine queue depth */
+    __u32 kv_permille;
+    __u32 ttft_ewma_us;
+    __u32 tokens_per_s;
+    __u32 consecutive_failures;
+    __u16 port;
+    __u16 pad;
+    char name[GG_BPF_NAME_MAX];
+};
+
+/* models (HASH): model name -> the backends that list it and those that have it loaded (bit i = slot i) */
+struct gg_bpf_model_key {
+    char name[GG_BPF_MODEL_NAME_MAX];
+};
+struct gg_bpf_model {
+    __u64 served[GG_BPF_BACKEND_WORDS];
+    __u64 loaded[GG_BPF_BACKEND_WORDS];
+    __u32 n_served;
+    __u32 n_loaded;
+};
+
+/* tenants (HASH): tenant name -> fairness state. Written by control from the fairness module's tallies. */
+struct gg_bpf_tenant_key {
+    char name[GG_BPF_NAME_MAX];
+};
+struct gg_bpf_tenant {
+    __u64 request_tokens_milli; /* request bucket level, thousandths of a request */
+    __u64 token_tokens_milli;   /* tokens-per-minute bucket level, thousandths of a token */
+    __u32 inflight;
+    __u32 pad;
+    __u64 requests;
+    __u64 rejected;
+    __u64 tokens_in;
+    __u64 tokens_out;
+};
+
+/* flows (HASH, key = socket cookie of side a): one entry per spliced pair. Direction 0 is a -> b, 1 is b -> a. */
+enum gg_bpf_flow_mode {
+    GG_BPF_FLOW_PASS = 0,     /* the verdict passes bytes to userspace */
+    GG_BPF_FLOW_REDIRECT = 1, /* the verdict redirects bytes to the peer socket */
+};
+enum gg_bpf_flow_kind {
+    GG_BPF_FLOW_TUNNEL = 1, /* upgraded connection (WebSocket, any 101) */
+    GG_BPF_FLOW_SSE = 2,
+    GG_BPF_FLOW_NDJSON = 3,
+};
+struct gg_bpf_flow {
+    __u64 cookie[2];     /* socket cookies of side a and side b */
+    __u64 start_ns;      /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC) */
+    __u64 bytes[2];      /* redirected in-kernel, per direction */
+    __u64 pass_bytes[2]; /* passed to userspace after insertion, per direction */
+    __u64 user_bytes[2]; /* written by userspace to the destination after insertion (published by userspace) */
+    __u64 events[2];     /* skbs redirected (tunnels) or events seen (SSE/NDJSON) */
+    __u32 mode[2];       /* enum gg_bpf_flow_mode, per direction */
+    __u32 base_seq[2];   /* write_seq of socket [i] when the first byte was redirected to it */
+    __u32 based[2];      /* base_seq[i] is valid */
+    __u32 kind;          /* enum gg_bpf_flow_kind */
+    __u8 stalled[2];     /* direction d fell back to userspace because its reader stalled */
+    __u16 pad;
+};
+
+/* ends (HASH, internal): socket cookie -> its flow and direction (the direction it sends in) */
+struct gg_bpf_end {
+    __u64 flow; /* key of the flows entry */
+    __u32 dir;
+    __u32 pad;
+};
+
+/* stats (PERCPU_ARRAY): counters by reason, key = enum gg_bpf_stat */
+enum gg_bpf_stat {
+    GG_BPF_STAT_PASS_NO_FLOW,     /* skb on a socket that is in no flow */
+    GG_BPF_STAT_PASS_MODE,        /* skb passed because its direction is in PASS mode */
+    GG_BPF_STAT_REDIRECT,         /* skbs redirected */
+    GG_BPF_STAT_REDIRECT_BYTES,   /* bytes redirected */
+    GG_BPF_STAT_STALL,            /* a direction hit GG_BPF_STALL_LIMIT and fell back to userspace */
+    GG_BPF_STAT_NO_PEER,          /* the peer socket was gone from the sockhash: passed */
+    GG_BPF_STAT_MSG_BYTES,        /* bytes gridgate itself sent on member sockets (sk_msg) */
+    GG_BPF_STAT_COUNT
+};
+struct gg_bpf_stat_val {
+    __u64 value;
+};
+
+_Static_assert(sizeof(struct gg_bpf_meta) == 16, "meta ABI");
+_Static_assert(sizeof(struct gg_bpf_backend) == 120, "backend ABI");
+_Static_assert(sizeof(struct gg_bpf_backend) % 8 == 0, "mmapped array values must be 8-byte multiples");
+_Static_assert(sizeof(struct gg_bpf_model) == 72, "model ABI");
+_Static_assert(sizeof(struct gg_bpf_tenant) == 56, "tenant ABI");
+_Static_assert(sizeof(struct gg_bpf_flow) == 120, "flow ABI");
+_Static_assert(sizeof(struct gg_bpf_end) == 16, "end ABI");
+#endif
