@@ -63,6 +63,9 @@ $(B)/obj/%.o: %.c $(B)/.flags | $(B)/.deps-ok $(SKELS)
 	$(if $(Q),@echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+# The status page is embedded into admin.o with .incbin, which -MMD does not see.
+$(B)/obj/control/admin.o: control/status_page.html
+
 # Everything gridgate is made of but main(), so unit tests link against the real modules.
 $(B)/libgridgate.a: $(call obj,$(COMMON_SRC) $(GATEWAY_SRC))
 	$(Q)rm -f $@ && ar rcs $@ $^

@@ -13,6 +13,7 @@
 #include "gridgate/gzip.h"
 #include "gridgate/metrics.h"
 #include "gridgate/proxy.h"
+#include "gridgate/registration.h"
 #include "gridgate/respond.h"
 #include "gridgate/server.h"
 
@@ -284,6 +285,10 @@ static void dispatch(h2o_req_t *req)
         }
         if (!on_inference(req, d, ep, gg_endpoint_path(d, ep)))
             log_answer(req);
+        return;
+    }
+    if (path_is(path, GG_REGISTER_PATH)) {
+        gg_registration_handle(req), log_answer(req);
         return;
     }
     if (gg_comfy_match(path)) {

@@ -12,6 +12,7 @@
  * A new backend starts down with its cooldown already elapsed, so its first probe is the half_open trial. */
 #ifndef GG_HEALTH_H
 #define GG_HEALTH_H
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gridgate/backend.h"
@@ -50,6 +51,10 @@ static inline uint32_t gg_health_published(const gg_health_sm_t *sm)
 {
     return sm->draining ? GG_BACKEND_DRAINING : sm->state;
 }
+
+/** Set by an owner outside health (registration): returns 1 while backend b must stay down whatever its probes
+ * say (its agent stopped beating), writing why. Probes of a held backend count as failures. */
+extern int (*gg_health_hold_hook)(const gg_backend_t *b, char *why, size_t whylen);
 
 /** Starts the probe threads for the registry (adds cfg->backends first if not already present). 0 or -errno. */
 int gg_health_start(const gg_config_t *cfg);

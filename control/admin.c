@@ -1,0 +1,797 @@
+/* The admin API: one thread with its own evloop, h2o context and listener (unix socket 0600 or TCP with a token),
+ * the /admin/v1 JSON routes that change the registry live, a 1 s sampler that turns counters into rates and a
+ * short history for the status page, and the page itself (control/status_page.html, embedded with .incbin). */
+#include "gridgate/admin.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <h2o.h>
+#include <jansson.h>
+
+#include "gridgate/backend.h"
+#include "gridgate/buf.h"
+#include "gridgate/health.h"
+#include "gridgate/log.h"
+#include "gridgate/metrics.h"
+#include "gridgate/registration.h"
+#include "gridgate/respond.h"
+#include "gridgate/server.h"
+
+#define GG_VERSION "0.1.0"
+#define HISTORY 120 /* samples of 1 s kept for the page's charts */
+
+/* The page, embedded at build time (the Makefile makes admin.o depend on the html file). */
+__asm__(".section .rodata\n"
+        ".global gg_status_page_html\n"
+        ".type gg_status_page_html, @object\n"
+        ".balign 16\n"
+        "gg_status_page_html:\n"
+        ".incbin \"control/status_page.html\"\n"
+        ".global gg_status_page_html_end\n"
+        "gg_status_page_html_end:\n"
+        ".byte 0\n"
+        ".previous\n");
+extern const char gg_status_page_html[], gg_status_page_html_end[];
+
+struct sample {
+    int64_t t_ms;
+    uint64_t requests, tokens;
+};
+
+static struct {
+    const gg_config_t *cfg;
+    char *config_path, *token;
+    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    int fd, started;
+    h2o_globalconf_t conf;
+    h2o_context_t ctx;
+    h2o_evloop_t *loop;
+    h2o_accept_ctx_t accept;
+    h2o_socket_t *listener;
+    h2o_timeout_t tick;
+    h2o_timeout_entry_t tick_entry;
+    pthread_t thread;
+    atomic_int stop;
+    int64_t started_ms;
+    /* sampler (admin thread only) */
+    struct sample hist[HISTORY];
+    unsigned n_hist, next_hist;
+    uint32_t last_id[GG_MAX_BACKENDS];
+    uint64_t last_req[GG_MAX_BACKENDS], last_tok[GG_MAX_BACKENDS];
+    int64_t last_ms;
+    double rps[GG_MAX_BACKENDS], tps[GG_MAX_BACKENDS];
+    double total_rps, total_tps;
+} A = {.fd = -1};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- sampler ------------------------------------------------------------------------------------- */
+static void sample(void)
+{
+    int64_t now = mono_ms();
+    double dt = A.last_ms ? (now - A.last_ms) / 1000.0 : 0;
+    uint64_t treq = 0, ttok = 0;
+    double trps = 0, ttps = 0;
+    uint32_t hwm = atomic_load_explicit(&gg_backends_hwm, memory_order_acquire);
+    for (uint32_t i = 0; i < hwm; i++) {
+        gg_backend_t *b = &gg_backends[i];
+        if (atomic_load(&b->state) == GG_BACKEND_FREE) {
+            A.last_id[i] = 0;
+            A.rps[i] = A.tps[i] = 0;
+            continue;
+        }
+        uint64_t r = atomic_load(&b->requests), t = atomic_load(&b->tokens_out);
+        treq += r, ttok += t;
+        if (A.last_id[i] == b->id && dt > 0) {
+            A.rps[i] = (r - A.last_req[i]) / dt;
+            A.tps[i] = (t - A.last_tok[i]) / dt;
+            trps += A.rps[i], ttps += A.tps[i];
+        } else {
+            A.rps[i] = A.tps[i] = 0;
+        }
+        A.last_id[i] = b->id, A.last_req[i] = r, A.last_tok[i] = t;
+    }
+    A.total_rps = trps, A.total_tps = ttps;
+    A.last_ms = now;
+    A.hist[A.next_hist] = (struct sample){now, treq, ttok};
+    A.next_hist = (A.next_hist + 1) % HISTORY;
+    if (A.n_hist < HISTORY)
+        A.n_hist++;
+}
+
+static void on_tick(h2o_timeout_entry_t *e)
+{
+    sample();
+    h2o_timeout_link(A.loop, &A.tick, &A.tick_entry);
+}
+
+/* --- responses ----------------------------------------------------------------------------------- */
+static void reply(h2o_req_t *req, int status, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    gg_respond(req, status, "application/json", s, strlen(s));
+    free(s);
+    json_decref(j);
+}
+
+/* Errors: {"error": {"message", "code", "field"}}; validation errors name the field. */
+static void error(h2o_req_t *req, int status, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void error(h2o_req_t *req, int status, const char *code, const char *field, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *e = json_pack("{s:s, s:s}", "message", msg, "code", code);
+    if (field != NULL)
+        json_object_set_new(e, "field", json_string(field));
+    reply(req, status, json_pack("{s:o}", "error", e));
+}
+
+static void errno_error(h2o_req_t *req, int rc, const char *what, const char *name)
+{
+    if (rc == -ENOENT)
+        error(req, 404, "not_found", NULL, "%s %s not found", what, name);
+    else if (rc == -EEXIST)
+        error(req, 409, "exists", "name", "name: %s %s already exists", what, name);
+    else if (rc == -EALREADY)
+        error(req, 409, "already", NULL, "%s %s: already done", what, name);
+    else if (rc == -ENOSPC)
+        error(req, 507, "no_space", NULL, "no free %s slot", what);
+    else
+        error(req, 400, "invalid", NULL, "%s %s: %s", what, name, strerror(-rc));
+}
+
+/* --- listings ------------------------------------------------------------------------------------ */
+static int in_config(const gg_backend_t *b)
+{
+    for (size_t i = 0; i < A.cfg->n_backends; i++) {
+        const gg_config_backend_t *cb = &A.cfg->backends[i];
+        if (cb->name != NULL ? strcmp(cb->name, b->name) == 0 : strncmp(cb->url, b->url, strlen(b->url)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The registry's listing plus where each backend came from, its live rates and its agent (if registered). */
+static json_t *backends_json(void)
+{
+    json_t *list = gg_backends_list_json(), *e;
+    size_t i;
+    json_array_foreach(list, i, e)
+    {
+        int slot = (int)json_integer_value(json_object_get(e, "slot"));
+        const char *name = json_string_value(json_object_get(e, "name"));
+        json_t *agent = gg_registration_info(name);
+        const char *source = agent != NULL ? "registered" : in_config(&gg_backends[slot]) ? "config" : "admin";
+        json_object_set_new(e, "source", json_string(source));
+        json_object_set_new(e, "agent", agent ? agent : json_null());
+        json_object_set_new(e, "requests_per_s", json_real(A.rps[slot]));
+        json_object_set_new(e, "generated_tokens_per_s", json_real(A.tps[slot]));
+        json_object_set_new(e, "ttft_ms", json_real(json_integer_value(json_object_get(e, "ttft_ewma_us")) / 1000.0));
+    }
+    return list;
+}
+
+/* Metric samples whose family name contains `part`: {"name{labels}": value}. Lets the page show counters other
+ * modules register (splicing, tenants) without this file knowing them. */
+static json_t *metrics_matching(const char *part)
+{
+    gg_buf_t b = GG_BUF_INIT;
+    gg_metrics_render(&b);
+    json_t *out = json_object();
+    char *save = NULL, *text = b.base ? b.base : "";
+    for (char *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#')
+            continue;
+        char *sp = strrchr(line, ' ');
+        if (sp == NULL)
+            continue;
+        *sp = '\0';
+        size_t fam = strcspn(line, "{");
+        char famname[128];
+        snprintf(famname, sizeof(famname), "%.*s", (int)(fam < sizeof(famname) ? fam : sizeof(famname) - 1), line);
+        if (strstr(famname, part) != NULL && strstr(famname, "_bucket") == NULL)
+            json_object_set_new(out, line, json_real(strtod(sp + 1, NULL)));
+    }
+    gg_buf_free(&b);
+    return out;
+}
+
+/* The label value of `key` in "name{a=\"x\",key=\"v\"}", copied into out. */
+static int label_of(const char *series, const char *key, char *out, size_t outlen)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "%s=\"", key);
+    const char *p = strstr(series, pat);
+    if (p == NULL)
+        return -ENOENT;
+    p += strlen(pat);
+    size_t n = strcspn(p, "\"");
+    snprintf(out, outlen, "%.*s", (int)n, p);
+    return 0;
+}
+
+/* Tenants: the configured ones, with whatever tenant-labelled metrics the data plane exports (requests,
+ * rejections, queue depth), summed per tenant. */
+static json_t *tenants_json(void)
+{
+    json_t *byname = json_object();
+    for (size_t i = 0; i < A.cfg->n_tenants; i++) {
+        const gg_config_tenant_t *t = &A.cfg->tenants[i];
+        json_object_set_new(byname, t->name,
+                            json_pack("{s:s, s:i, s:i, s:i, s:f, s:i, s:I, s:i, s:i}", "name", t->name, "keys", (int)t->n_keys,
+                                      "weight", (int)t->weight, "priority", (int)t->priority, "requests_per_s_limit",
+                                      t->rate_requests_per_s, "burst", (int)t->rate_burst, "tokens_per_min_limit",
+                                      (json_int_t)t->rate_tokens_per_min, "max_inflight", (int)t->max_inflight, "max_queue",
+                                      (int)t->max_queue));
+    }
+    json_t *m = metrics_matching("gridgate_"), *v;
+    const char *series;
+    json_object_foreach(m, series, v)
+    {
+        char tenant[128];
+        if (label_of(series, "tenant", tenant, sizeof(tenant)) != 0)
+            continue;
+        json_t *t = json_object_get(byname, tenant);
+        if (t == NULL) {
+            t = json_pack("{s:s}", "name", tenant);
+            json_object_set_new(byname, tenant, t);
+        }
+        size_t fam = strcspn(series, "{");
+        char key[128];
+        snprintf(key, sizeof(key), "%.*s", (int)fam, series);
+        const char *k = key + (strncmp(key, "gridgate_", 9) == 0 ? 9 : 0);
+        double sum = json_real_value(json_object_get(t, k)) + json_real_value(v);
+        json_object_set_new(t, k, json_real(sum));
+    }
+    json_decref(m);
+    json_t *out = json_array();
+    const char *name;
+    json_object_foreach(byname, name, v) json_array_append(out, v);
+    json_decref(byname);
+    return out;
+}
+
+static json_t *history_json(void)
+{
+    json_t *t = json_array(), *r = json_array(), *k = json_array();
+    unsigned start = (A.next_hist + HISTORY - A.n_hist) % HISTORY;
+    for (unsigned i = 1; i < A.n_hist; i++) {
+        const struct sample *a = &A.hist[(start + i - 1) % HISTORY], *b = &A.hist[(start + i) % HISTORY];
+        double dt = (b->t_ms - a->t_ms) / 1000.0;
+        if (dt <= 0)
+            continue;
+        json_array_append_new(t, json_integer((b->t_ms - A.started_ms) / 1000));
+        json_array_append_new(r, json_real(b->requests >= a->requests ? (b->requests - a->requests) / dt : 0));
+        json_array_append_new(k, json_real(b->tokens >= a->tokens ? (b->tokens - a->tokens) / dt : 0));
+    }
+    return json_pack("{s:o, s:o, s:o}", "t", t, "requests_per_s", r, "tokens_per_s", k);
+}
+
+static json_t *health_json(int *ok)
+{
+    json_t *list = gg_backends_list_json(), *e, *out = json_array();
+    size_t i;
+    int up = 0;
+    json_array_foreach(list, i, e)
+    {
+        const char *st = json_string_value(json_object_get(e, "state"));
+        up += strcmp(st, "up") == 0 || strcmp(st, "half_open") == 0;
+        json_array_append_new(out, json_pack("{s:O, s:O, s:O, s:O}", "name", json_object_get(e, "name"), "state",
+                                             json_object_get(e, "state"), "kind", json_object_get(e, "kind"),
+                                             "consecutive_failures", json_object_get(e, "consecutive_failures")));
+    }
+    int total = (int)json_array_size(list);
+    json_decref(list);
+    *ok = up > 0;
+    return json_pack("{s:s, s:i, s:i, s:o}", "status", up > 0 ? "ok" : total ? "degraded" : "empty", "backends_up", up,
+                     "backends_total", total, "backends", out);
+}
+
+static json_t *stats_json(void)
+{
+    json_t *bl = backends_json(), *e, *bs = json_array();
+    size_t i;
+    json_array_foreach(bl, i, e)
+    {
+        json_array_append_new(bs, json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "name",
+                                            json_object_get(e, "name"), "state", json_object_get(e, "state"), "inflight",
+                                            json_object_get(e, "inflight"), "capacity", json_object_get(e, "capacity"),
+                                            "queue", json_object_get(e, "engine_waiting"), "requests",
+                                            json_object_get(e, "requests"), "failures", json_object_get(e, "failures"),
+                                            "requests_per_s", json_object_get(e, "requests_per_s"), "tokens_per_s",
+                                            json_object_get(e, "generated_tokens_per_s"), "ttft_ms",
+                                            json_object_get(e, "ttft_ms")));
+    }
+    json_decref(bl);
+    return json_pack("{s:I, s:i, s:f, s:f, s:o, s:o}", "uptime_s", (json_int_t)((mono_ms() - A.started_ms) / 1000), "inflight",
+                     (int)gg_server_inflight(), "requests_per_s", A.total_rps, "tokens_per_s", A.total_tps, "backends", bs,
+                     "tenants", tenants_json());
+}
+
+static json_t *status_json(void)
+{
+    int ok;
+    json_t *s = stats_json();
+    json_object_set_new(s, "version", json_string(GG_VERSION));
+    json_object_set_new(s, "backends", backends_json());
+    json_object_set_new(s, "models", gg_models_list_json());
+    json_object_set_new(s, "history", history_json());
+    json_object_set_new(s, "splice", metrics_matching("splice"));
+    json_object_set_new(s, "registrations", gg_registration_list_json());
+    json_object_set_new(s, "health", health_json(&ok));
+    return s;
+}
+
+/* --- backend verbs ------------------------------------------------------------------------------- */
+static json_t *body_object(h2o_req_t *req)
+{
+    json_error_t je;
+    json_t *j = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, 0, &je);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        error(req, 400, "invalid_body", "body", "body: expected a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* An optional integer field within bounds; 1 ok (or absent), 0 after answering 400. */
+static int int_field(h2o_req_t *req, json_t *o, const char *key, long long lo, long long hi, uint32_t *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL)
+        return 1;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        error(req, 400, "invalid_field", key, "%s: expected an integer %lld..%lld", key, lo, hi);
+        return 0;
+    }
+    *out = (uint32_t)json_integer_value(v);
+    return 1;
+}
+
+static void backend_add(h2o_req_t *req)
+{
+    json_t *o = body_object(req);
+    if (o == NULL)
+        return;
+    json_t *jurl = json_object_get(o, "url"), *jname = json_object_get(o, "name"), *jkind = json_object_get(o, "kind");
+    const char *url = json_string_value(jurl), *name = json_string_value(jname);
+    int kind = GG_ENGINE_UNKNOWN;
+    uint32_t weight = 1, maxin = 0;
+    if (url == NULL || strncmp(url, "http://", 7) != 0) {
+        error(req, 400, "invalid_field", "url", "url: required, http://HOST:PORT[/prefix]");
+        goto out;
+    }
+    if (jname != NULL && (name == NULL || name[0] == '\0' || strlen(name) >= sizeof(gg_backends[0].name))) {
+        error(req, 400, "invalid_field", "name", "name: expected a non-empty string under %zu bytes", sizeof(gg_backends[0].name));
+        goto out;
+    }
+    if (jkind != NULL && (!json_is_string(jkind) || (kind = gg_engine_kind_parse(json_string_value(jkind))) < 0)) {
+        error(req, 400, "invalid_field", "kind", "kind: expected one of auto|ollama|vllm|sglang|llamacpp|lmstudio|mlx|comfyui");
+        goto out;
+    }
+    if (!int_field(req, o, "weight", 1, 1000, &weight) || !int_field(req, o, "max_inflight", 0, 100000, &maxin))
+        goto out;
+    int slot = gg_backend_add(name, url, (enum gg_engine_kind)kind, weight, maxin);
+    if (slot == -EINVAL) {
+        error(req, 400, "invalid_field", "url", "url: %s is not a usable engine address", url);
+        goto out;
+    }
+    if (slot < 0) {
+        errno_error(req, slot, "backend", name ? name : url);
+        goto out;
+    }
+    gg_health_kick();
+    reply(req, 201, json_pack("{s:s, s:i, s:s}", "name", gg_backends[slot].name, "slot", slot, "state", "down"));
+out:
+    json_decref(o);
+}
+
+static void backend_weight(h2o_req_t *req, const char *name)
+{
+    json_t *o = body_object(req);
+    if (o == NULL)
+        return;
+    uint32_t w = 0;
+    if (json_object_get(o, "weight") == NULL)
+        error(req, 400, "invalid_field", "weight", "weight: required, an integer 1..1000");
+    else if (int_field(req, o, "weight", 1, 1000, &w)) {
+        gg_backend_t *b = gg_backend_find(name);
+        if (b == NULL)
+            errno_error(req, -ENOENT, "backend", name);
+        else {
+            /* The router reads weight on every choice; no generation bump, so pools and streams are untouched. */
+            atomic_store(&b->weight, w);
+            reply(req, 200, json_pack("{s:s, s:i}", "name", name, "weight", (int)w));
+        }
+    }
+    json_decref(o);
+}
+
+static void backend_verb(h2o_req_t *req, const char *name, const char *verb)
+{
+    int rc;
+    if (strcmp(verb, "drain") == 0 || strcmp(verb, "undrain") == 0)
+        rc = gg_backend_drain(name, verb[0] == 'd');
+    else if (strcmp(verb, "approve") == 0)
+        rc = gg_registration_approve(name);
+    else {
+        error(req, 404, "not_found", NULL, "no such backend verb: %s", verb);
+        return;
+    }
+    if (rc != 0) {
+        errno_error(req, rc, strcmp(verb, "approve") == 0 ? "pending registration" : "backend", name);
+        return;
+    }
+    if (strcmp(verb, "approve") == 0)
+        gg_health_kick();
+    gg_backend_t *b = gg_backend_find(name);
+    reply(req, 200, json_pack("{s:s, s:s}", "name", name, "state", b ? gg_backend_state_name(atomic_load(&b->state)) : "?"));
+}
+
+/* --- config -------------------------------------------------------------------------------------- */
+static void config_show(h2o_req_t *req)
+{
+    json_t *file = NULL;
+    if (A.config_path != NULL) {
+        json_error_t je;
+        file = json_load_file(A.config_path, 0, &je);
+    }
+    reply(req, 200,
+          json_pack("{s:s?, s:o, s:s?, s:b, s:s, s:i, s:i, s:i, s:i}", "path", A.config_path, "file", file ? file : json_null(),
+                    "admin", A.cfg->admin_listen ? A.cfg->admin_listen : GG_ADMIN_DEFAULT, "registration_open",
+                    A.cfg->registration.token != NULL, "approve", A.cfg->registration.approve ? "auto" : "manual",
+                    "heartbeat_ms", (int)A.cfg->registration.heartbeat_ms, "missed_beats",
+                    (int)A.cfg->registration.missed_beats, "ttl_ms", (int)A.cfg->registration.ttl_ms, "health_interval_ms",
+                    (int)A.cfg->health.interval_ms));
+}
+
+/* Validates the file here (so the caller sees the error) and hands the reload to main's SIGHUP path. */
+static void config_reload(h2o_req_t *req)
+{
+    if (A.config_path == NULL) {
+        error(req, 409, "no_config_file", NULL, "gridgate was started without --config: nothing to reload");
+        return;
+    }
+    gg_config_t next;
+    char err[512];
+    int rc = gg_config_load(A.config_path, &next, err, sizeof(err));
+    if (rc == 0)
+        rc = gg_config_finish(&next, err, sizeof(err));
+    gg_config_free(&next);
+    if (rc != 0) {
+        error(req, 400, "invalid_config", "config", "%s", err);
+        return;
+    }
+    kill(getpid(), SIGHUP);
+    reply(req, 202, json_pack("{s:s, s:s}", "path", A.config_path, "status", "reloading"));
+}
+
+/* --- dispatch ------------------------------------------------------------------------------------ */
+static int authorized(h2o_req_t *req)
+{
+    if (A.token == NULL)
+        return 1;
+    size_t tl = strlen(A.token);
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        if (v.len == 7 + tl && strncasecmp(v.base, "Bearer ", 7) == 0 && CRYPTO_memcmp(v.base + 7, A.token, tl) == 0)
+            return 1;
+    }
+    /* The status page is opened in a browser, which cannot add a header: ?token=T works too. */
+    if (req->query_at != SIZE_MAX) {
+        const char *q = req->path.base + req->query_at + 1;
+        size_t ql = req->path.len - req->query_at - 1;
+        for (size_t p = 0; p < ql;) {
+            size_t e = p;
+            while (e < ql && q[e] != '&')
+                e++;
+            if (e - p == 6 + tl && memcmp(q + p, "token=", 6) == 0 && CRYPTO_memcmp(q + p + 6, A.token, tl) == 0)
+                return 1;
+            p = e + 1;
+        }
+    }
+    return 0;
+}
+
+static int method_is(h2o_req_t *req, const char *m)
+{
+    return req->method.len == strlen(m) && memcmp(req->method.base, m, req->method.len) == 0;
+}
+
+/* Splits "/admin/v1/a/b/c" after the prefix into at most 3 segments (NUL-terminated copies). */
+static int segments(h2o_iovec_t path, char seg[3][128])
+{
+    static const char prefix[] = "/admin/v1/";
+    size_t pl = sizeof(prefix) - 1;
+    if (path.len < pl || memcmp(path.base, prefix, pl) != 0)
+        return -1;
+    int n = 0;
+    size_t p = pl;
+    while (p < path.len) {
+        size_t e = p;
+        while (e < path.len && path.base[e] != '/')
+            e++;
+        if (e > p) {
+            if (n == 3 || e - p >= 128)
+                return -1;
+            memcpy(seg[n], path.base + p, e - p);
+            seg[n][e - p] = '\0';
+            n++;
+        }
+        p = e + 1;
+    }
+    return n;
+}
+
+static void route(h2o_req_t *req)
+{
+    h2o_iovec_t path = req->path_normalized;
+    int get = method_is(req, "GET") || method_is(req, "HEAD"), post = method_is(req, "POST"), del = method_is(req, "DELETE");
+    if (get && ((path.len == 1 && path.base[0] == '/') || h2o_memis(path.base, path.len, H2O_STRLIT("/ui")))) {
+        gg_respond(req, 200, "text/html; charset=utf-8", gg_status_page_html,
+                   (size_t)(gg_status_page_html_end - gg_status_page_html));
+        return;
+    }
+    char seg[3][128];
+    int n = segments(path, seg);
+    if (n < 1) {
+        error(req, 404, "not_found", NULL, "no such admin endpoint (see /admin/v1/status)");
+        return;
+    }
+    const char *noun = seg[0];
+    int ok = 0;
+    if (strcmp(noun, "backends") == 0) {
+        if (n == 1 && get)
+            reply(req, 200, backends_json()), ok = 1;
+        else if (n == 1 && post)
+            backend_add(req), ok = 1;
+        else if (n == 2 && get) {
+            json_t *l = backends_json(), *e, *found = NULL;
+            size_t i;
+            json_array_foreach(l, i, e) if (strcmp(json_string_value(json_object_get(e, "name")), seg[1]) == 0) found = e;
+            if (found != NULL)
+                reply(req, 200, json_incref(found));
+            else
+                errno_error(req, -ENOENT, "backend", seg[1]);
+            json_decref(l);
+            ok = 1;
+        } else if (n == 2 && del) {
+            int rc = gg_backend_remove(seg[1]);
+            if (rc != 0)
+                errno_error(req, rc, "backend", seg[1]);
+            else
+                reply(req, 200, json_pack("{s:s, s:b}", "name", seg[1], "removed", 1));
+            ok = 1;
+        } else if (n == 3 && post && strcmp(seg[2], "weight") == 0)
+            backend_weight(req, seg[1]), ok = 1;
+        else if (n == 3 && post)
+            backend_verb(req, seg[1], seg[2]), ok = 1;
+    } else if (strcmp(noun, "models") == 0 && n == 1 && get) {
+        reply(req, 200, gg_models_list_json()), ok = 1;
+    } else if (strcmp(noun, "tenants") == 0 && n == 1 && get) {
+        reply(req, 200, tenants_json()), ok = 1;
+    } else if (strcmp(noun, "tenants") == 0 && (post || method_is(req, "PATCH") || del)) {
+        error(req, 501, "not_supported", NULL, "live tenant changes need the fairness module; edit tenants[] and reload"), ok = 1;
+    } else if (strcmp(noun, "stats") == 0 && n == 1 && get) {
+        reply(req, 200, stats_json()), ok = 1;
+    } else if (strcmp(noun, "status") == 0 && n == 1 && get) {
+        reply(req, 200, status_json()), ok = 1;
+    } else if (strcmp(noun, "health") == 0 && n == 1 && get) {
+        int up;
+        json_t *h = health_json(&up);
+        reply(req, 200, h), ok = 1;
+    } else if (strcmp(noun, "registrations") == 0 && n == 1 && get) {
+        reply(req, 200, gg_registration_list_json()), ok = 1;
+    } else if (strcmp(noun, "config") == 0 && n == 1 && get) {
+        config_show(req), ok = 1;
+    } else if (strcmp(noun, "config") == 0 && n == 2 && post && strcmp(seg[1], "reload") == 0) {
+        config_reload(req), ok = 1;
+    }
+    if (!ok)
+        error(req, get || post || del ? 404 : 405, "not_found", NULL, "no such admin endpoint: %s %.*s", get ? "GET" : "",
+              (int)path.len, path.base);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    if (!authorized(req)) {
+        error(req, 401, "unauthorized", NULL, "admin token missing or wrong: send Authorization: Bearer <admin token>");
+        return 0;
+    }
+    route(req);
+    return 0;
+}
+
+/* --- the thread and its listener ----------------------------------------------------------------- */
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    for (int i = 0; i < 16; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        h2o_accept(&A.accept, sock);
+    }
+}
+
+static void *admin_main(void *arg)
+{
+    A.listener = h2o_evloop_socket_create(A.loop, A.fd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(A.listener, on_accept);
+    sample();
+    while (!atomic_load(&A.stop))
+        h2o_evloop_run(A.loop, 100);
+    h2o_socket_read_stop(A.listener);
+    h2o_socket_close(A.listener);
+    A.listener = NULL;
+    return NULL;
+}
+
+static int bind_unix(const char *path, int is_default)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    /* Create the parent (e.g. /run/gridgate) when it is missing; only the last component. */
+    char dir[sizeof(sa.sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        if (mkdir(dir, 0755) == -1 && errno != EEXIST)
+            return -errno;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd == -1)
+        return -errno;
+    /* A socket file left by a dead gridgate is removed; one a live gridgate answers on is not ours to take. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe != -1) {
+        int live = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(probe);
+        if (live) {
+            close(fd);
+            return -EADDRINUSE;
+        }
+    }
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    /* Before listen(), so nobody can connect while the mode is still the umask's. */
+    if (chmod(path, 0600) == -1 || listen(fd, 128) == -1) {
+        int e = -errno;
+        close(fd);
+        unlink(path);
+        return e;
+    }
+    snprintf(A.unix_path, sizeof(A.unix_path), "%s", path);
+    (void)is_default;
+    return fd;
+}
+
+static int bind_tcp(const char *hostport, char *shown, size_t shownlen)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    if (colon == NULL)
+        return -EINVAL;
+    const char *h = hostport, *he = colon;
+    if (*h == '[' && he > h && he[-1] == ']')
+        h++, he--;
+    snprintf(host, sizeof(host), "%.*s", (int)(he - h), h);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res;
+    if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res) != 0)
+        return -EINVAL;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1, rc;
+    if (fd == -1) {
+        rc = -errno;
+        goto out;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) == -1 || listen(fd, 128) == -1) {
+        rc = -errno;
+        close(fd);
+        goto out;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    char hs[64], ps[8];
+    getnameinfo((struct sockaddr *)&ss, sl, hs, sizeof(hs), ps, sizeof(ps), NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(shown, shownlen, strchr(hs, ':') ? "http://[%s]:%s" : "http://%s:%s", hs, ps);
+    rc = fd;
+out:
+    freeaddrinfo(res);
+    return rc;
+}
+
+int gg_admin_start(const gg_config_t *cfg, const char *config_path)
+{
+    const char *where = cfg->admin_listen ? cfg->admin_listen : GG_ADMIN_DEFAULT;
+    int is_default = cfg->admin_listen == NULL, fd;
+    char shown[300];
+    A.cfg = cfg;
+    if (strncmp(where, "unix:", 5) == 0) {
+        fd = bind_unix(where + 5, is_default);
+        snprintf(shown, sizeof(shown), "%s", where);
+    } else {
+        if (cfg->admin_token == NULL) {
+            gg_error("admin: a TCP admin listener (%s) requires admin.token; use unix:PATH for a local socket", where);
+            return -EPERM;
+        }
+        fd = bind_tcp(where, shown, sizeof(shown));
+    }
+    if (fd < 0) {
+        if (is_default) {
+            gg_warn("admin: %s: %s; running without the admin API (set --admin)", where, strerror(-fd));
+            return 0;
+        }
+        gg_error("admin: cannot listen on %s: %s", where, strerror(-fd));
+        return fd;
+    }
+    A.fd = fd;
+    A.token = cfg->admin_token ? strdup(cfg->admin_token) : NULL;
+    A.config_path = config_path ? strdup(config_path) : NULL;
+    A.started_ms = mono_ms();
+    h2o_config_init(&A.conf);
+    A.conf.max_request_entity_size = 1 << 20;
+    A.conf.server_name = h2o_iovec_init(H2O_STRLIT("gridgate-admin"));
+    h2o_hostconf_t *host = h2o_config_register_host(&A.conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *h = h2o_create_handler(pc, sizeof(*h));
+    h->on_req = on_req;
+    A.loop = h2o_evloop_create();
+    h2o_context_init(&A.ctx, A.loop, &A.conf);
+    A.accept = (h2o_accept_ctx_t){.ctx = &A.ctx, .hosts = A.conf.hosts};
+    h2o_timeout_init(A.loop, &A.tick, 1000);
+    memset(&A.tick_entry, 0, sizeof(A.tick_entry));
+    A.tick_entry.cb = on_tick;
+    h2o_timeout_link(A.loop, &A.tick, &A.tick_entry);
+    int rc = pthread_create(&A.thread, NULL, admin_main, NULL);
+    if (rc != 0)
+        return -rc;
+    A.started = 1;
+    gg_info("admin API on %s%s", shown, A.token ? " (token required)" : "");
+    return 0;
+}
+
+void gg_admin_stop(void)
+{
+    if (!A.started)
+        return;
+    atomic_store(&A.stop, 1);
+    pthread_join(A.thread, NULL);
+    A.started = 0;
+    if (A.unix_path[0] != '\0')
+        unlink(A.unix_path);
+}
