@@ -48,7 +48,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
 # Sub-suites: test-unit, test-integration (TESTS='tests/integration/x.test.mjs' picks files).
 .SECONDARY:
-.PHONY: all deps test test-unit test-integration run bench fuzz format check clean FORCE
+.PHONY: all deps test test-unit test-integration test-valgrind soak run bench fuzz format check clean FORCE
 all: $(BINS)
 
 $(B)/.deps-ok: tools/deps.sh
@@ -113,6 +113,14 @@ test-unit: $(UNIT_BINS)
 	$(Q)GG_BUILD=$(B) GG_ONLY=unit tests/run.sh $(UNIT_BINS)
 test-integration: all tests/clients/node_modules/.package-lock.json
 	$(Q)GG_BUILD=$(B) GG_ONLY=integration tests/run.sh
+# Unit tests under valgrind memcheck (a plain build: valgrind and ASan do not mix); leaks fail the run.
+test-valgrind: $(UNIT_BINS)
+	$(Q)for t in $(UNIT_BINS); do valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    $$t > $$t.vg.log 2>&1 && echo "ok   valgrind $$t" || { tail -40 $$t.vg.log; echo "FAIL valgrind $$t"; exit 1; }; done
+# Long run under mixed load and periodic backend faults: flat RSS and fds, no unexpected error lines.
+SOAK_MINUTES ?= 5
+soak: all
+	$(Q)GG_BUILD=$(B) tools/soak.sh $(SOAK_MINUTES)
 
 # --- fuzzing: clang libFuzzer builds of every tests/fuzz/*.c against the real sources ------------
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -DH2O_USE_LIBUV=0 -D_GNU_SOURCE -Iinclude -I. -I$(B)

@@ -5,10 +5,11 @@ secs=$1; shift
 for f in "$@"; do
     name=$(basename "$f")
     seeds=tests/fuzz/corpus/$name
-    work=build/fuzz/corpus-$name
+    dir=$(dirname "$f") # the build dir of the target (make B=...), not always build/
+    work=$dir/corpus-$name
     mkdir -p "$work"
     [ -d "$seeds" ] && cp -n "$seeds"/* "$work"/ 2>/dev/null || true
-    log=build/fuzz/$name.log
+    log=$dir/$name.log
     if ! "$f" -max_total_time="$secs" -print_final_stats=1 "$work" >"$log" 2>&1; then
         tail -40 "$log"; echo "FUZZ FAIL $name"; exit 1
     fi
