@@ -18,6 +18,7 @@
 #include "gridgate/accesslog.h"
 #include "gridgate/backend.h"
 #include "gridgate/dialect.h"
+#include "gridgate/gzip.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
 #include "gridgate/respond.h"
@@ -75,6 +76,13 @@ typedef struct call {
     gg_buf_t pending, inflight;
     unsigned head_sent : 1, sending : 1, final_queued : 1, final_sent : 1, paused : 1, parser_live : 1, xlate_live : 1;
     const char *error; /* what went wrong, for the log */
+    /* gzip: up_gz the engine's answer is gzip; gz_pass it goes to the client as is (a buffered answer, a client
+     * that takes gzip, nothing translated; a copy is inflated to count tokens); gz_out gridgate compresses the
+     * stream. A gzip stream is always inflated: its events are read, and an error event may have to be added. */
+    unsigned up_gz : 1, gz_pass : 1, up_inflate_live : 1, gz_out_live : 1;
+    gg_inflater_t up_inflate;
+    gg_deflater_t gz_out;
+    gg_buf_t plain; /* inflated bytes of the current upstream chunk */
     h2o_socket_t *watched; /* HTTP/1 client socket watched for a hang-up until the response starts */
     void *watched_data;    /* its sock->data, which h2o's HTTP/1 code owns and gets back */
     uint64_t t_start, t_first_token;
@@ -187,6 +195,14 @@ static void flush(call_t *c)
     c->inflight = c->pending;
     c->pending = t;
     gg_buf_reset(&c->pending);
+    if (c->gz_out_live) {
+        /* Each flush is a sync flush: the client can decode every event the moment it arrives. */
+        gg_deflater_feed(&c->gz_out, c->inflight.base, c->inflight.len, c->final_queued, &c->pending);
+        t = c->inflight;
+        c->inflight = c->pending;
+        c->pending = t;
+        gg_buf_reset(&c->pending);
+    }
     c->sending = 1;
     c->bytes_out += c->inflight.len;
     h2o_iovec_t v = h2o_iovec_init(c->inflight.base, c->inflight.len);
@@ -231,6 +247,11 @@ static void start_stream_response(call_t *c)
     } else {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-ndjson"));
     }
+    if (!c->gz_pass && gg_gzip_config.stream && gg_gzip_config.level > 0 && gg_client_accepts_gzip(req) &&
+        gg_deflater_init(&c->gz_out, gg_gzip_config.level) == 0)
+        c->gz_out_live = 1;
+    if (c->gz_pass || c->gz_out_live)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, H2O_STRLIT("gzip"));
     c->gen.proceed = on_proceed;
     c->gen.stop = on_stop;
     h2o_start_response(req, &c->gen);
@@ -287,6 +308,27 @@ static void respond_translated_error(call_t *c)
 static void respond_buffered(call_t *c)
 {
     unwatch(c);
+    gg_buf_t raw = GG_BUF_INIT;
+    if (c->up_gz) {
+        /* Inflated to count tokens or to translate; the compressed bytes are kept when they go out as they are. */
+        gg_buf_t plain = GG_BUF_INIT;
+        if (gg_gunzip(c->pending.base, c->pending.len, gg_proxy_config.max_response_bytes, 0, &plain) != 0) {
+            gg_buf_free(&plain);
+            c->error = "corrupt gzip from backend";
+            respond_upstream_error(c, 502, "the backend answered with a gzip body that does not inflate");
+            return;
+        }
+        raw = c->pending;
+        c->pending = plain;
+    }
+    if (c->gz_pass && c->up_status >= 200 && c->up_status < 300) {
+        gg_usage_observe(&c->usage, c->up_dialect, c->pending.base, c->pending.len);
+        gg_respond_gzipped(c->req, c->up_status, "application/json", raw.base, raw.len);
+        gg_buf_free(&raw);
+        c->final_sent = 1;
+        return;
+    }
+    gg_buf_free(&raw);
     if (c->up_status < 200 || c->up_status >= 300) {
         respond_translated_error(c);
         return;
@@ -349,6 +391,19 @@ static int on_head(void *ctx, int status, int minor, const struct phr_header *he
     }
     c->streaming = status == 200 && (is_content_type(headers, n, "text/event-stream") ||
                                      is_content_type(headers, n, "application/x-ndjson"));
+    c->up_gz = 0;
+    for (size_t i = 0; i < n; i++)
+        if (headers[i].name_len == 16 && strncasecmp(headers[i].name, "content-encoding", 16) == 0)
+            c->up_gz = (headers[i].value_len == 4 && strncasecmp(headers[i].value, "gzip", 4) == 0) ||
+                       (headers[i].value_len == 6 && strncasecmp(headers[i].value, "x-gzip", 6) == 0);
+    c->gz_pass = c->up_gz && !c->streaming && !c->translate && status >= 200 && status < 300 && gg_client_accepts_gzip(c->req);
+    if (c->up_inflate_live)
+        gg_inflater_dispose(&c->up_inflate);
+    c->up_inflate_live = 0;
+    if (c->up_gz && c->streaming) {
+        gg_inflater_init(&c->up_inflate, 0, 0);
+        c->up_inflate_live = 1;
+    }
     if (c->streaming) {
         gg_stream_init(&c->parser, c->up_dialect == GG_DIALECT_OPENAI ? GG_STREAM_SSE : GG_STREAM_NDJSON, MAX_EVENT);
         c->parser_live = 1;
@@ -370,6 +425,15 @@ static int on_body(void *ctx, const char *buf, size_t len)
         }
         gg_buf_append(&c->pending, buf, len);
         return 0;
+    }
+    if (c->up_gz) {
+        gg_buf_reset(&c->plain);
+        if (gg_inflater_feed(&c->up_inflate, buf, len, &c->plain) != 0) {
+            c->error = "corrupt gzip from backend";
+            return -1;
+        }
+        buf = c->plain.base ? c->plain.base : "";
+        len = c->plain.len;
     }
     if (!c->translate)
         gg_buf_append(&c->pending, buf, len);
@@ -542,11 +606,14 @@ static void try_next(call_t *c)
         c->final_sent = 1;
         return;
     }
+    /* gzip from the engine only where it can reach the client unchanged: a buffered answer in the same dialect
+     * for a client that takes it. */
+    int ask_gzip = !c->translate && !c->ri.stream && gg_client_accepts_gzip(c->req);
     char *head = h2o_mem_alloc_pool(&c->req->pool, 512 + sizeof(path));
     int hl = snprintf(head, 512 + sizeof(path),
                       "POST %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                      "User-Agent: gridgate\r\nAccept: */*\r\n\r\n",
-                      path, b->host, b->port, c->body_len[c->up_dialect]);
+                      "User-Agent: gridgate\r\nAccept: */*\r\n%s\r\n",
+                      path, b->host, b->port, c->body_len[c->up_dialect], ask_gzip ? "Accept-Encoding: gzip\r\n" : "");
     atomic_fetch_add_explicit(&b->inflight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
     c->dispatched = 1;
@@ -617,6 +684,11 @@ static void on_dispose(void *p)
         gg_xlate_dispose(&c->xlate);
     gg_buf_free(&c->pending);
     gg_buf_free(&c->inflight);
+    gg_buf_free(&c->plain);
+    if (c->up_inflate_live)
+        gg_inflater_dispose(&c->up_inflate);
+    if (c->gz_out_live)
+        gg_deflater_dispose(&c->gz_out);
     for (int d = 0; d < 2; d++)
         if (c->body_owned & (1u << d))
             free((char *)c->body[d]);
