@@ -7,15 +7,18 @@
 #include <time.h>
 
 #include "gridgate/accesslog.h"
+#include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/comfy.h"
 #include "gridgate/dialect.h"
 #include "gridgate/gzip.h"
+#include "gridgate/log.h"
 #include "gridgate/metrics.h"
 #include "gridgate/proxy.h"
 #include "gridgate/registration.h"
 #include "gridgate/respond.h"
 #include "gridgate/server.h"
+#include "gridgate/tenant.h"
 
 #define GG_VERSION "0.1.0"
 /* The Ollama version reported on /api/version: clients gate features on it. */
@@ -34,6 +37,14 @@ void gg_api_init(const gg_config_t *config)
     cfg = config;
     gg_gzip_config = (gg_gzip_config_t){config->compression.min_bytes, (int)config->compression.level, config->compression.stream,
                                         config->compression.max_inflated_bytes, config->compression.max_ratio};
+    char err[256];
+    if (gg_tenants_init(config, err, sizeof(err)) != 0) {
+        gg_error("%s", err);
+        exit(2);
+    }
+    gg_admission_config_t ac = {.queue_ms = config->routing.queue_ms, .max_queue = config->limits.max_queue};
+    gg_admission_init(&ac);
+    gg_tenant_metrics_init();
     gg_proxy_init();
     gg_comfy_init();
     gg_metrics_add_collector(gg_backends_render_metrics);
@@ -223,6 +234,11 @@ static int inflate_body(h2o_req_t *req, enum gg_dialect d)
 /* Returns 1 when the proxy took the request (it logs it), 0 when it was answered here. */
 static int on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, const char *path)
 {
+    gg_tenant_t *tenant = gg_tenant_identify(req);
+    if (tenant == NULL) {
+        gg_tenant_respond_unauthorized(req, d);
+        return 0;
+    }
     gg_reqinfo_t ri;
     char err[256];
     if (inflate_body(req, d) != 0)
@@ -249,7 +265,7 @@ static int on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, 
     int edited = model != ri.model;
     if (edited)
         gg_reqinfo_set_model(&ri, name);
-    gg_proxy_start(req, &ri, path, name, e->served, e->loaded, edited);
+    gg_proxy_start(req, tenant, &ri, path, name, e->served, e->loaded, edited);
     return 1;
 }
 

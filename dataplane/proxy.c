@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "gridgate/accesslog.h"
+#include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/dialect.h"
 #include "gridgate/gzip.h"
@@ -25,6 +26,7 @@
 #include "gridgate/router.h"
 #include "gridgate/server.h"
 #include "gridgate/stream.h"
+#include "gridgate/tenant.h"
 #include "gridgate/upstream.h"
 
 #define HIGH_WATER (256 * 1024)
@@ -87,6 +89,12 @@ typedef struct call {
     void *watched_data;    /* its sock->data, which h2o's HTTP/1 code owns and gets back */
     uint64_t t_start, t_first_token;
     size_t bytes_out;
+    gg_tenant_t *tenant;
+    gg_admit_waiter_t *waiter; /* waiting for a slot of backend `slot` */
+    uint32_t cost;             /* estimated tokens charged at admission */
+    unsigned rl_charged : 1, ever_dispatched : 1;
+    enum gg_reject reject; /* why admission refused it */
+    uint64_t t_slot, queue_wait_us;
 } call_t;
 
 static uint64_t now_ns(void)
@@ -102,6 +110,7 @@ static uint64_t rand_cb(void *w)
 }
 
 static void try_next(call_t *c);
+static void on_admitted(void *ctx, const gg_admit_result_t *ar);
 
 /* --- backend accounting ------------------------------------------------------------------------- */
 
@@ -111,7 +120,7 @@ static void release_backend(call_t *c, int failed)
         return;
     c->dispatched = 0;
     gg_backend_t *b = &gg_backends[c->slot];
-    atomic_fetch_sub_explicit(&b->inflight, 1, memory_order_relaxed);
+    gg_admit_release(c->slot, c->tenant, (now_ns() - c->t_slot) / 1000);
     if (failed)
         gg_backend_report_failure(b);
     else
@@ -156,6 +165,10 @@ static void on_client_readable(h2o_socket_t *sock, const char *err)
     unwatch(c);
     if (err == NULL)
         return; /* pipelined bytes: they stay in sock->input for h2o; stop watching */
+    if (c->waiter != NULL) {
+        gg_admit_cancel(c->waiter);
+        c->waiter = NULL;
+    }
     if (c->up != NULL) {
         gg_upstream_cancel(c->up);
         c->up = NULL;
@@ -334,9 +347,7 @@ static void respond_buffered(call_t *c)
         return;
     }
     gg_usage_observe(&c->usage, c->up_dialect, c->pending.base, c->pending.len);
-    int want_base64 = c->ri.ep == GG_EP_EMBED && c->ri.dialect == GG_DIALECT_OPENAI &&
-                      json_is_string(json_object_get(c->ri.root, "encoding_format")) &&
-                      strcmp(json_string_value(json_object_get(c->ri.root, "encoding_format")), "base64") == 0;
+    int want_base64 = c->ri.ep == GG_EP_EMBED && c->ri.dialect == GG_DIALECT_OPENAI && c->ri.encoding_base64;
     if (!c->translate) {
         gg_respond(c->req, c->up_status, "application/json", c->pending.base, c->pending.len);
         c->final_sent = 1;
@@ -536,7 +547,7 @@ static const char *prepare_body(call_t *c, enum gg_dialect d, char *path, size_t
         return c->body[d];
     }
     char err[160];
-    json_t *j = gg_dialect_request(c->ri.dialect, d, c->ri.ep, c->ri.root, path, pathlen, err, sizeof(err));
+    json_t *j = gg_dialect_request(c->ri.dialect, d, c->ri.ep, gg_reqinfo_root(&c->ri), path, pathlen, err, sizeof(err));
     if (j == NULL) {
         gg_debug("cannot translate for %s: %s", c->model, err);
         return NULL;
@@ -576,12 +587,36 @@ static void try_next(call_t *c)
         c->final_sent = 1;
         return;
     }
-    gg_backend_t *b = &gg_backends[slot];
     c->tried[slot / 64] |= 1ull << (slot % 64);
     c->attempts++;
     c->slot = slot;
     if (c->first_slot < 0)
         c->first_slot = slot;
+    gg_admit_result_t ar;
+    if (gg_admit(c->w, slot, c->tenant, c->cost, on_admitted, c, &c->waiter, &ar) == 1)
+        return; /* waits in the backend's queue; on_admitted goes on */
+    on_admitted(c, &ar);
+}
+
+/* A slot of backend c->slot was granted (or refused): send the attempt. */
+static void on_admitted(void *ctx, const gg_admit_result_t *ar)
+{
+    call_t *c = ctx;
+    c->waiter = NULL;
+    c->queue_wait_us += ar->waited_us;
+    if (ar->reject != GG_REJECT_NONE) {
+        unwatch(c);
+        c->reject = ar->reject;
+        c->error = "refused at admission";
+        gg_tenant_respond_reject(c->req, c->ri.dialect, ar->reject, ar->retry_after_s);
+        c->final_sent = 1;
+        return;
+    }
+    int slot = c->slot;
+    gg_backend_t *b = &gg_backends[slot];
+    c->dispatched = 1;
+    c->ever_dispatched = 1;
+    c->t_slot = now_ns();
     c->up_dialect = dialect_of(b);
     c->translate = c->up_dialect != c->ri.dialect;
     c->up_status = 0;
@@ -614,9 +649,7 @@ static void try_next(call_t *c)
                       "POST %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                       "User-Agent: gridgate\r\nAccept: */*\r\n%s\r\n",
                       path, b->host, b->port, c->body_len[c->up_dialect], ask_gzip ? "Accept-Encoding: gzip\r\n" : "");
-    atomic_fetch_add_explicit(&b->inflight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
-    c->dispatched = 1;
     gg_upstream_timeouts_t t = {gg_proxy_config.connect_ms, gg_proxy_config.first_byte_ms, gg_proxy_config.idle_ms};
     c->up = gg_upstream_send(pool_for(c->w, slot), h2o_iovec_init(head, hl), h2o_iovec_init(body, c->body_len[c->up_dialect]),
                              &t, &upstream_cb, c);
@@ -628,6 +661,10 @@ static void on_dispose(void *p)
 {
     call_t *c = p;
     unwatch(c);
+    if (c->waiter != NULL) {
+        gg_admit_cancel(c->waiter);
+        c->waiter = NULL;
+    }
     if (c->up != NULL) {
         gg_upstream_cancel(c->up);
         c->up = NULL;
@@ -661,12 +698,17 @@ static void on_dispose(void *p)
     gg_metric_add(m_tokens, l2.base, tout > 0 ? tout : 0);
     if (c->first_slot >= 0 && c->slot != c->first_slot && status < 500)
         gg_metric_add(m_failovers, "", 1);
+    if (c->rl_charged) /* the charge was an estimate: settle it with what was used */
+        gg_ratelimit_correct(&c->tenant->rl, (c->ever_dispatched ? tin + tout : 0) - (int64_t)c->cost, end / 1000);
+    gg_tenant_record(c->tenant, status, c->reject, c->queue_wait_us,
+                     c->t_first_token ? (c->t_first_token - c->t_start) / 1000 : 0, tin, tout);
     gg_buf_free(&l);
     gg_buf_free(&l2);
 
     gg_accesslog_entry_t e = {.req = c->req,
                               .model = c->model,
                               .backend = backend,
+                              .tenant = c->tenant->name,
                               .status = status,
                               .ttft_us = c->t_first_token ? (c->t_first_token - c->t_start) / 1000 : 0,
                               .duration_us = (end - c->t_start) / 1000,
@@ -701,7 +743,7 @@ static void on_watch_timer(h2o_timeout_entry_t *e)
     watch(H2O_STRUCT_FROM_MEMBER(call_t, watch_timer, e));
 }
 
-void gg_proxy_start(h2o_req_t *req, gg_reqinfo_t *ri, const char *client_path, const char *model,
+void gg_proxy_start(h2o_req_t *req, gg_tenant_t *tenant, gg_reqinfo_t *ri, const char *client_path, const char *model,
                     const uint64_t *served, const uint64_t *loaded, int body_edited)
 {
     call_t *c = h2o_mem_alloc_shared(&req->pool, sizeof(*c), on_dispose);
@@ -710,8 +752,7 @@ void gg_proxy_start(h2o_req_t *req, gg_reqinfo_t *ri, const char *client_path, c
     c->body_edited = body_edited != 0;
     c->req = req;
     c->w = gg_worker_of(req);
-    c->ri = *ri;
-    memset(ri, 0, sizeof(*ri));
+    gg_reqinfo_move(&c->ri, ri);
     c->client_path = client_path;
     snprintf(c->model, sizeof(c->model), "%s", model);
     memcpy(c->served, served, sizeof(c->served));
@@ -720,6 +761,18 @@ void gg_proxy_start(h2o_req_t *req, gg_reqinfo_t *ri, const char *client_path, c
     c->t_start = now_ns();
     gg_usage_init(&c->usage);
     atomic_fetch_add_explicit(&c->w->inflight, 1, memory_order_relaxed);
+    c->tenant = tenant;
+    c->cost = gg_tenant_cost(&c->ri);
+    uint64_t retry_us;
+    int rl = gg_ratelimit_take(&tenant->rl, c->cost, c->t_start / 1000, &retry_us);
+    if (rl != GG_RL_OK) {
+        c->reject = rl == GG_RL_REQUESTS ? GG_REJECT_RATE : GG_REJECT_QUOTA;
+        c->error = "rate limited";
+        gg_tenant_respond_reject(req, c->ri.dialect, c->reject, gg_retry_after_s(retry_us));
+        c->final_sent = 1;
+        return;
+    }
+    c->rl_charged = 1;
     try_next(c);
     /* Most answers start within milliseconds; watching costs two epoll_ctl calls, so only requests that
      * wait (queue, prefill, model load) get watched. */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/log.h"
 
@@ -147,6 +148,7 @@ static void *worker_main(void *arg)
     w->loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, w->loop, &gg_globalconf);
     h2o_timeout_init(w->loop, &w->watch_timeout, 20);
+    gg_admission_worker_start(w);
     w->accept_ctx = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = gg_globalconf.hosts, .ssl_ctx = ssl_ctx};
     w->pools = calloc(GG_MAX_BACKENDS, sizeof(*w->pools));
     w->pool_generation = calloc(GG_MAX_BACKENDS, sizeof(*w->pool_generation));
@@ -174,6 +176,7 @@ static void *worker_main(void *arg)
         h2o_evloop_run(w->loop, 50);
     if (atomic_load(&w->inflight) != 0)
         gg_warn("worker %u: grace period over with %u requests in flight", w->id, atomic_load(&w->inflight));
+    gg_admission_worker_stop(w);
     return NULL;
 }
 

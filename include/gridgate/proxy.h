@@ -8,6 +8,8 @@
 
 #include "gridgate/reqinfo.h"
 
+struct gg_tenant;
+
 typedef struct gg_proxy_config {
     uint32_t connect_ms, first_byte_ms, idle_ms;
     unsigned max_attempts;  /* backends tried per request before giving up */
@@ -20,9 +22,10 @@ extern gg_proxy_config_t gg_proxy_config;
 void gg_proxy_init(void);
 /**
  * Takes over `req`, a parsed inference request for `model` (alias already resolved), and answers it,
- * always. `ri` is moved into the proxy. `served`/`loaded` are the model's backend masks. `body_edited`:
+ * always. `tenant` is who sends it (its rate limits and admission apply). `ri` is moved into the proxy.
+ * `served`/`loaded` are the model's backend masks. `body_edited`:
  * ri->root was changed, so the client's bytes cannot be forwarded as they are.
  */
-void gg_proxy_start(h2o_req_t *req, gg_reqinfo_t *ri, const char *client_path, const char *model, const uint64_t *served,
-                    const uint64_t *loaded, int body_edited);
+void gg_proxy_start(h2o_req_t *req, struct gg_tenant *tenant, gg_reqinfo_t *ri, const char *client_path, const char *model,
+                    const uint64_t *served, const uint64_t *loaded, int body_edited);
 #endif

@@ -38,6 +38,8 @@ typedef struct gg_worker {
     h2o_timeout_t watch_timeout;   /* how long a request waits before the proxy watches its client socket */
     struct gg_upstream_pool **pools; /* [GG_MAX_BACKENDS], created on first use, keyed by backend slot */
     uint32_t *pool_generation;     /* the backend generation each pool was created for */
+    h2o_multithread_receiver_t admit_receiver; /* queued requests granted a slot by another worker resume here */
+    h2o_timeout_t admit_timeout;               /* how long a request may wait for admission */
 } gg_worker_t;
 
 static inline gg_worker_t *gg_worker_of(h2o_req_t *req)

@@ -1,0 +1,379 @@
+/* The tenant table and request identification; see tenant.h. */
+#include "gridgate/tenant.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "gridgate/metrics.h"
+#include "gridgate/respond.h"
+
+static gg_tenant_t *tenants;
+static size_t n_tenants;
+static gg_tenant_t *default_tenant;
+static int require_key, trust_header;
+static gg_cidr_t *trusted;
+static size_t n_trusted;
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void sha256(const void *p, size_t len, uint8_t out[32])
+{
+    unsigned n = 32;
+    EVP_Digest(p, len, out, &n, EVP_sha256(), NULL);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A configured key: "sha256:<64 hex>" is a digest, anything else the key itself. */
+static int key_digest(const char *key, uint8_t out[32])
+{
+    if (strncmp(key, "sha256:", 7) != 0) {
+        sha256(key, strlen(key), out);
+        return 0;
+    }
+    const char *h = key + 7;
+    if (strlen(h) != 64)
+        return -EINVAL;
+    for (int i = 0; i < 32; i++) {
+        int a = hexval(h[2 * i]), b = hexval(h[2 * i + 1]);
+        if (a < 0 || b < 0)
+            return -EINVAL;
+        out[i] = (uint8_t)(a << 4 | b);
+    }
+    return 0;
+}
+
+static void fill(gg_tenant_t *t, unsigned idx, const char *name, uint32_t weight, uint32_t priority, uint32_t max_inflight,
+                 uint32_t max_queue)
+{
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->idx = idx;
+    t->weight = weight ? weight : 1;
+    t->priority = priority;
+    t->max_inflight = max_inflight;
+    t->max_queue = max_queue;
+}
+
+int gg_tenants_init(const gg_config_t *cfg, char *err, size_t errlen)
+{
+    gg_tenants_free();
+    size_t n = cfg->n_tenants, has_default = 0;
+    for (size_t i = 0; i < n; i++)
+        has_default |= strcmp(cfg->tenants[i].name, "default") == 0;
+    if (n + !has_default > GG_MAX_TENANTS) {
+        snprintf(err, errlen, "tenants: more than %d", GG_MAX_TENANTS);
+        return -EINVAL;
+    }
+    tenants = calloc(n + !has_default, sizeof(*tenants));
+    if (tenants == NULL)
+        return -ENOMEM;
+    uint64_t now = mono_us();
+    for (size_t i = 0; i < n; i++) {
+        const gg_config_tenant_t *ct = &cfg->tenants[i];
+        gg_tenant_t *t = &tenants[i];
+        fill(t, (unsigned)i, ct->name, ct->weight, ct->priority, ct->max_inflight, ct->max_queue);
+        gg_ratelimit_init(&t->rl, ct->rate_requests_per_s, ct->rate_burst, ct->rate_tokens_per_min, now);
+        n_tenants = i + 1;
+        t->keys = calloc(ct->n_keys ? ct->n_keys : 1, sizeof(*t->keys));
+        for (size_t k = 0; k < ct->n_keys; k++) {
+            if (key_digest(ct->keys[k], t->keys[k]) != 0) {
+                snprintf(err, errlen, "tenants[%zu].keys[%zu]: \"sha256:\" needs 64 hex digits", i, k);
+                gg_tenants_free();
+                return -EINVAL;
+            }
+        }
+        t->n_keys = ct->n_keys;
+        require_key |= ct->n_keys > 0;
+        if (strcmp(ct->name, "default") == 0)
+            default_tenant = t;
+    }
+    if (!has_default) {
+        gg_tenant_t *t = &tenants[n];
+        fill(t, (unsigned)n, "default", 1, 0, 0, 256);
+        gg_ratelimit_init(&t->rl, 0, 0, 0, now);
+        t->keys = calloc(1, sizeof(*t->keys));
+        default_tenant = t;
+        n_tenants = n + 1;
+    }
+    trust_header = cfg->trust_tenant_header;
+    if (cfg->n_trust_tenant_cidrs) {
+        trusted = calloc(cfg->n_trust_tenant_cidrs, sizeof(*trusted));
+        for (size_t i = 0; i < cfg->n_trust_tenant_cidrs; i++) {
+            if (gg_cidr_parse(cfg->trust_tenant_cidrs[i], &trusted[i]) != 0) {
+                snprintf(err, errlen, "trust_tenant_header[%zu]: \"%s\" is not an address or CIDR", i, cfg->trust_tenant_cidrs[i]);
+                gg_tenants_free();
+                return -EINVAL;
+            }
+        }
+        n_trusted = cfg->n_trust_tenant_cidrs;
+    }
+    return 0;
+}
+
+void gg_tenants_free(void)
+{
+    for (size_t i = 0; i < n_tenants; i++) {
+        free(tenants[i].keys);
+        gg_ratelimit_dispose(&tenants[i].rl);
+    }
+    free(tenants);
+    free(trusted);
+    tenants = NULL;
+    trusted = NULL;
+    n_tenants = n_trusted = 0;
+    default_tenant = NULL;
+    require_key = trust_header = 0;
+}
+
+size_t gg_tenants_count(void)
+{
+    return n_tenants;
+}
+
+gg_tenant_t *gg_tenant_at(size_t i)
+{
+    return i < n_tenants ? &tenants[i] : NULL;
+}
+
+gg_tenant_t *gg_tenant_find(const char *name)
+{
+    for (size_t i = 0; i < n_tenants; i++)
+        if (strcmp(tenants[i].name, name) == 0)
+            return &tenants[i];
+    return NULL;
+}
+
+int gg_tenants_require_key(void)
+{
+    return require_key;
+}
+
+gg_tenant_t *gg_tenant_by_key(const char *key, size_t len)
+{
+    uint8_t d[32];
+    sha256(key, len, d);
+    /* Every digest is compared, whatever matched earlier, so the time says nothing about which key is close. */
+    size_t found = SIZE_MAX;
+    for (size_t i = 0; i < n_tenants; i++)
+        for (size_t k = 0; k < tenants[i].n_keys; k++) {
+            int eq = CRYPTO_memcmp(d, tenants[i].keys[k], 32) == 0;
+            size_t mask = (size_t)0 - (size_t)eq;
+            found = (found & ~mask) | (i & mask);
+        }
+    return found == SIZE_MAX ? NULL : &tenants[found];
+}
+
+static int peer_trusted(h2o_req_t *req)
+{
+    if (!trust_header)
+        return 0;
+    if (n_trusted == 0)
+        return 1;
+    struct sockaddr_storage ss;
+    if (req->conn->callbacks->get_peername == NULL || req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) == 0)
+        return 0;
+    for (size_t i = 0; i < n_trusted; i++)
+        if (gg_cidr_match(&trusted[i], (struct sockaddr *)&ss))
+            return 1;
+    return 0;
+}
+
+gg_tenant_t *gg_tenant_identify(h2o_req_t *req)
+{
+    if (peer_trusted(req)) {
+        ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-tenant-id"), -1);
+        if (i != -1) {
+            h2o_iovec_t v = req->headers.entries[i].value;
+            char name[GG_TENANT_NAME_MAX];
+            if (v.len < sizeof(name)) {
+                memcpy(name, v.base, v.len);
+                name[v.len] = '\0';
+                gg_tenant_t *t = gg_tenant_find(name);
+                /* The trusted front end authenticated the caller; a name we do not know shares "default". */
+                return t ? t : default_tenant;
+            }
+        }
+    }
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i != -1) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        if (v.len > 7 && strncasecmp(v.base, "bearer ", 7) == 0) {
+            size_t s = 7;
+            while (s < v.len && v.base[s] == ' ')
+                s++;
+            gg_tenant_t *t = gg_tenant_by_key(v.base + s, v.len - s);
+            if (t != NULL)
+                return t;
+        }
+    }
+    return require_key ? NULL : default_tenant;
+}
+
+void gg_tenant_respond_unauthorized(h2o_req_t *req, enum gg_dialect d)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+    if (d == GG_DIALECT_OPENAI)
+        gg_respond_error(req, d, 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
+                         "invalid_request_error", "invalid_api_key");
+    else
+        gg_respond_error(req, d, 401, "unauthorized", NULL, NULL);
+}
+
+const char *gg_reject_name(enum gg_reject r)
+{
+    static const char *names[GG_REJECT_COUNT] = {"none", "rate_limit", "quota", "queue_full", "over_share", "overloaded"};
+    return r < GG_REJECT_COUNT ? names[r] : "unknown";
+}
+
+void gg_tenant_respond_reject(h2o_req_t *req, enum gg_dialect d, enum gg_reject r, unsigned retry_s)
+{
+    switch (r) {
+    case GG_REJECT_QUOTA:
+        /* Retrying soon cannot help: the OpenAI SDKs read this header and stop their automatic retries. */
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-should-retry"), 0, NULL, H2O_STRLIT("false"));
+        gg_respond_error_retry(req, d, 429, "You exceeded your token quota; it refills over time (see Retry-After).",
+                               "insufficient_quota", "insufficient_quota", retry_s);
+        break;
+    case GG_REJECT_RATE:
+        gg_respond_error_retry(req, d, 429, "Rate limit reached for requests; retry after the time in Retry-After.", "requests",
+                               "rate_limit_exceeded", retry_s);
+        break;
+    case GG_REJECT_QUEUE_FULL:
+    case GG_REJECT_SHARE:
+        gg_respond_error_retry(req, d, 429,
+                               r == GG_REJECT_QUEUE_FULL ? "Too many of your requests are waiting; retry after the time in Retry-After."
+                                                         : "Your requests use more than your share of this model's capacity; retry "
+                                                           "after the time in Retry-After.",
+                               "requests", "rate_limit_exceeded", retry_s);
+        break;
+    default:
+        gg_respond_error_retry(req, d, 503, "The gateway is overloaded; retry after the time in Retry-After.", "service_unavailable",
+                               "overloaded", retry_s);
+        break;
+    }
+}
+
+int gg_cidr_parse(const char *s, gg_cidr_t *out)
+{
+    char buf[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    memset(out, 0, sizeof(*out));
+    unsigned max;
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    } else {
+        return -EINVAL;
+    }
+    out->prefix = max;
+    if (slash) {
+        char *end;
+        long p = strtol(slash + 1, &end, 10);
+        if (slash[1] == '\0' || *end != '\0' || p < 0 || p > (long)max)
+            return -EINVAL;
+        out->prefix = (unsigned)p;
+    }
+    return 0;
+}
+
+static int prefix_eq(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+    unsigned bytes = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, bytes) != 0)
+        return 0;
+    if (rest == 0)
+        return 1;
+    uint8_t m = (uint8_t)(0xff << (8 - rest));
+    return (a[bytes] & m) == (b[bytes] & m);
+}
+
+int gg_cidr_match(const gg_cidr_t *c, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+        return c->family == AF_INET && prefix_eq(a, c->addr, c->prefix);
+    }
+    if (sa->sa_family != AF_INET6)
+        return 0;
+    const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    if (c->family == AF_INET6)
+        return prefix_eq(a, c->addr, c->prefix);
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(a, mapped, 12) == 0 && prefix_eq(a + 12, c->addr, c->prefix);
+}
+
+static gg_metric_t *m_requests, *m_rejected, *m_wait, *m_ttft, *m_tokens;
+
+void gg_tenant_metrics_init(void)
+{
+    if (m_requests != NULL)
+        return;
+    m_requests = gg_metric_counter("gridgate_tenant_requests_total", "Inference requests by tenant and outcome "
+                                                                     "(ok, error, rejected, cancelled).");
+    m_rejected = gg_metric_counter("gridgate_tenant_rejected_total", "Requests refused at admission, by tenant and reason.");
+    m_wait = gg_metric_histogram("gridgate_tenant_queue_wait_seconds", "Time admitted requests waited for a backend slot.",
+                                 gg_metrics_latency_buckets);
+    m_ttft = gg_metric_histogram("gridgate_tenant_ttft_seconds", "Time to first token of streamed responses, by tenant.",
+                                 gg_metrics_latency_buckets);
+    m_tokens = gg_metric_counter("gridgate_tenant_tokens_total", "Tokens in and out, by tenant and direction.");
+}
+
+void gg_tenant_record(const gg_tenant_t *t, int status, enum gg_reject rj, uint64_t queue_wait_us, uint64_t ttft_us, long tin,
+                      long tout)
+{
+    if (m_requests == NULL || t == NULL)
+        return;
+    gg_buf_t l = GG_BUF_INIT, l2 = GG_BUF_INIT;
+    gg_metrics_label(&l, "tenant", t->name);
+    const char *outcome = rj != GG_REJECT_NONE ? "rejected" : status == 499 ? "cancelled" : status < 400 ? "ok" : "error";
+    gg_buf_appendf(&l2, "%s,outcome=\"%s\"", l.base, outcome);
+    gg_metric_add(m_requests, l2.base, 1);
+    if (rj != GG_REJECT_NONE) {
+        gg_buf_reset(&l2);
+        gg_buf_appendf(&l2, "%s,reason=\"%s\"", l.base, gg_reject_name(rj));
+        gg_metric_add(m_rejected, l2.base, 1);
+    } else {
+        gg_metric_observe(m_wait, l.base, queue_wait_us / 1e6);
+    }
+    if (ttft_us)
+        gg_metric_observe(m_ttft, l.base, ttft_us / 1e6);
+    gg_buf_reset(&l2);
+    gg_buf_appendf(&l2, "%s,direction=\"in\"", l.base);
+    gg_metric_add(m_tokens, l2.base, tin > 0 ? (uint64_t)tin : 0);
+    gg_buf_reset(&l2);
+    gg_buf_appendf(&l2, "%s,direction=\"out\"", l.base);
+    gg_metric_add(m_tokens, l2.base, tout > 0 ? (uint64_t)tout : 0);
+    gg_buf_free(&l);
+    gg_buf_free(&l2);
+}
+
+uint32_t gg_tenant_cost(const gg_reqinfo_t *ri)
+{
+    long in = ri->prompt_tokens_est > 0 ? ri->prompt_tokens_est : 1;
+    long out = 0;
+    if (ri->ep == GG_EP_CHAT || ri->ep == GG_EP_COMPLETION)
+        out = ri->max_tokens > 0 ? ri->max_tokens : GG_TENANT_DEFAULT_MAX_TOKENS;
+    long c = in + out;
+    return c > (long)UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+}
