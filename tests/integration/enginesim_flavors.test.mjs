@@ -347,6 +347,8 @@ test('comfyui: prompt, WebSocket messages, history, view, queue, system_stats, /
   const hist2 = await http('GET', `${sim.url}/api/history/${id}`);
   assert.deepEqual(hist2.json, hist.json);
   assert.deepEqual((await http('GET', `${sim.url}/history/unknown`)).json, {});
+  assert.ok(id in (await http('GET', `${sim.url}/history`)).json, 'the whole history lists the prompt');
+  assert.ok(id in (await http('GET', `${sim.url}/api/history`)).json, 'also under /api');
 
   const view = await fetch(`${sim.url}/view?filename=${encodeURIComponent(img.filename)}&subfolder=&type=output`);
   assert.equal(view.status, 200);

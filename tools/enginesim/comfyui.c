@@ -321,13 +321,15 @@ void comfy_history(h2o_req_t *req, int dialect, const struct fault *f)
 {
     const char *path = req->path_normalized.base;
     size_t plen = req->path_normalized.len;
-    const char *slash = memchr(path + 1, '/', plen - 1);
-    if (slash && plen - (slash - path) > 8 && memcmp(slash, "/history", 8) == 0)
-        slash = memchr(slash + 1, '/', plen - (slash + 1 - path)); /* /api/history/{id} */
+    if (plen >= 4 && memcmp(path, "/api", 4) == 0) /* the same route under /api/ */
+        path += 4, plen -= 4;
+    /* path is now "/history" or "/history/{id}" */
+    const char *id = plen > 9 ? path + 9 : NULL;
+    size_t idlen = id ? plen - 9 : 0;
     json_t *o = json_object();
     for (unsigned i = 0; i < nhistory; i++) {
         struct cprompt *p = history[i];
-        if (slash == NULL || (strlen(p->id) == plen - (slash + 1 - path) && memcmp(p->id, slash + 1, strlen(p->id)) == 0))
+        if (id == NULL || (strlen(p->id) == idlen && memcmp(p->id, id, idlen) == 0))
             json_object_set_new(o, p->id, history_item(p));
     }
     send_jansson(req, o);
