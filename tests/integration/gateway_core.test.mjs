@@ -166,6 +166,21 @@ test('a stream that breaks mid-way ends with an error in the client dialect', as
   await sleep(500); // the reset ejected lc passively; health brings it back
 });
 
+test('a slow backend still streams to completion (no timeout fires while tokens keep coming)', async () => {
+  await waitModels(gw, ['mistral']);
+  await simFault(vl, { mode: 'slow', factor: 40 }); // 2 ms decode steps become 80 ms
+  try {
+    const s = await http('POST', `${gw.url}/v1/chat/completions`, { body: chat('mistral', { stream: true, max_tokens: 12 }) });
+    assert.equal(s.status, 200);
+    const ev = sseEvents(s.body);
+    assert.equal(ev.at(-1), '[DONE]');
+    assert.equal(ev.filter((e) => e !== '[DONE]' && e.choices?.[0]?.delta?.content).length, 12);
+    assert.ok(!ev.some((e) => e !== '[DONE]' && e.error));
+  } finally {
+    await simFault(vl, { mode: 'none' });
+  }
+});
+
 test('a hung backend: the first-byte timeout fires with a 504', async () => {
   await waitModels(gw, ['phi3']);
   await simFault(lc, { mode: 'hang' });
