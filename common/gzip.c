@@ -10,8 +10,7 @@
 /* windowBits for zlib: 15 plus 16 selects the gzip wrapper. */
 #define GZIP_WBITS (15 + 16)
 
-gg_gzip_config_t gg_gzip_config = {
-    .min_bytes = 1024, .level = 1, .stream = 0, .max_inflated_bytes = 8 << 20, .max_ratio = 100};
+gg_gzip_config_t gg_gzip_config = {.min_bytes = 1024, .level = 1, .stream = 0, .max_inflated_bytes = 8 << 20, .max_ratio = 100};
 
 /* --- Accept-Encoding ---------------------------------------------------------------------------- */
 

@@ -53,7 +53,7 @@ void gg_deflater_dispose(gg_deflater_t *d);
 /** A bounded streaming gunzip. Concatenated gzip members are one stream (RFC 1952 section 2.2). */
 typedef struct gg_inflater {
     z_stream z;
-    uint64_t max_out; /* 0 = no size limit */
+    uint64_t max_out;   /* 0 = no size limit */
     uint32_t max_ratio; /* 0 = no ratio limit */
     uint64_t in_total, out_total;
     int live;
