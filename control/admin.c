@@ -453,12 +453,32 @@ static void backend_verb(h2o_req_t *req, const char *name, const char *verb)
 }
 
 /* --- config -------------------------------------------------------------------------------------- */
+/* Secrets (tokens, tenant keys) never leave through the API, even to an authorized caller's terminal. */
+static void redact(json_t *j)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_array(j))
+        json_array_foreach(j, i, v) redact(v);
+    if (!json_is_object(j))
+        return;
+    json_object_foreach(j, k, v)
+    {
+        if (strcmp(k, "token") == 0 || strcmp(k, "keys") == 0)
+            json_object_set_new(j, k, json_string("(hidden)"));
+        else
+            redact(v);
+    }
+}
+
 static void config_show(h2o_req_t *req)
 {
     json_t *file = NULL;
     if (A.config_path != NULL) {
         json_error_t je;
         file = json_load_file(A.config_path, 0, &je);
+        redact(file);
     }
     reply(req, 200,
           json_pack("{s:s?, s:o, s:s?, s:b, s:s, s:i, s:i, s:i, s:i}", "path", A.config_path, "file", file ? file : json_null(),

@@ -340,6 +340,11 @@ void gg_registration_handle(h2o_req_t *req)
     uint32_t id = a->backend_id;
     a->held = 0;
     pthread_mutex_unlock(&lock);
+    /* name and url point into body: keep copies before it goes. */
+    char namebuf[sizeof(agents[0].name)], urlbuf[sizeof(agents[0].url)];
+    snprintf(namebuf, sizeof(namebuf), "%s", name);
+    snprintf(urlbuf, sizeof(urlbuf), "%s", url);
+    name = namebuf, url = urlbuf;
     json_decref(body);
 
     /* An operator may have removed the backend this agent added: it joins again like a new one. */
