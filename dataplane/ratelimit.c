@@ -3,6 +3,9 @@
 
 #include <math.h>
 
+/* Levels are doubles refilled in small steps; this much rounding error never decides a request. */
+#define EPS 1e-6
+
 static void bucket_init(gg_bucket_t *b, double per_s, double size, uint64_t now_us)
 {
     b->rate_per_us = per_s / 1e6;
@@ -28,7 +31,7 @@ static uint64_t wait_us(const gg_bucket_t *b, double want)
 {
     if (want > b->size)
         return UINT64_MAX;
-    double us = ceil((want - b->level) / b->rate_per_us);
+    double us = ceil((want - b->level) / b->rate_per_us - EPS);
     return us < 1 ? 1 : (uint64_t)us;
 }
 
@@ -54,10 +57,10 @@ int gg_ratelimit_take(gg_ratelimit_t *rl, uint64_t tokens, uint64_t now_us, uint
         refill(&rl->req, now_us);
     if (has_tok)
         refill(&rl->tok, now_us);
-    if (has_req && rl->req.level < 1) {
+    if (has_req && rl->req.level < 1 - EPS) {
         *retry_us = wait_us(&rl->req, 1);
         rc = GG_RL_REQUESTS;
-    } else if (has_tok && rl->tok.level < (double)tokens) {
+    } else if (has_tok && rl->tok.level < (double)tokens - EPS) {
         *retry_us = wait_us(&rl->tok, (double)tokens);
         rc = GG_RL_TOKENS;
     } else {
