@@ -2,6 +2,8 @@
  * that guards request bodies (and upstream answers) against zip bombs. */
 #include "gridgate/gzip.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -68,24 +70,67 @@ int gg_gzip_accepted(const char *v, size_t len)
 
 /* --- deflate ------------------------------------------------------------------------------------ */
 
+/* One compressor per thread, reset between answers: a fresh deflateInit2 allocates ~300 KiB, which glibc maps
+ * and unmaps each time in a worker thread's arena; the page faults and TLB shootdowns cost gridgate several
+ * times the compression itself (measured with tools/bench/compression.sh). */
+struct tls_deflate {
+    z_stream z;
+    int level;
+};
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *p)
+{
+    struct tls_deflate *t = p;
+    deflateEnd(&t->z);
+    free(t);
+}
+
+static void tls_init(void)
+{
+    pthread_key_create(&tls_key, tls_free);
+}
+
+static z_stream *thread_deflater(int level)
+{
+    pthread_once(&tls_once, tls_init);
+    struct tls_deflate *t = pthread_getspecific(tls_key);
+    if (t != NULL && t->level == level && deflateReset(&t->z) == Z_OK)
+        return &t->z;
+    if (t != NULL) {
+        pthread_setspecific(tls_key, NULL);
+        tls_free(t);
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        abort();
+    if (deflateInit2(&t->z, level, Z_DEFLATED, GZIP_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(t);
+        return NULL;
+    }
+    t->level = level;
+    pthread_setspecific(tls_key, t);
+    return &t->z;
+}
+
 int gg_gzip_compress(const void *in, size_t len, int level, gg_buf_t *out)
 {
     if (level < 0 || level > 9)
         return -EINVAL;
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, level, Z_DEFLATED, GZIP_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    z_stream *z = thread_deflater(level);
+    if (z == NULL)
         return -ENOMEM;
-    size_t bound = deflateBound(&z, len);
+    size_t bound = deflateBound(z, len);
     gg_buf_reserve(out, bound);
-    z.next_in = (Bytef *)in;
-    z.avail_in = len;
-    z.next_out = (Bytef *)out->base + out->len;
-    z.avail_out = bound;
-    int rc = deflate(&z, Z_FINISH);
-    out->len += bound - z.avail_out;
+    z->next_in = (Bytef *)in;
+    z->avail_in = len;
+    z->next_out = (Bytef *)out->base + out->len;
+    z->avail_out = bound;
+    int rc = deflate(z, Z_FINISH);
+    out->len += bound - z->avail_out;
     out->base[out->len] = '\0';
-    deflateEnd(&z);
+    z->next_in = z->next_out = NULL; /* nothing of the caller's stays reachable from the cached stream */
     return rc == Z_STREAM_END ? 0 : -EIO;
 }
 
