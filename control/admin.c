@@ -22,6 +22,7 @@
 #include <h2o.h>
 #include <jansson.h>
 
+#include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/buf.h"
 #include "gridgate/health.h"
@@ -30,6 +31,7 @@
 #include "gridgate/registration.h"
 #include "gridgate/respond.h"
 #include "gridgate/server.h"
+#include "gridgate/tenant.h"
 
 #define GG_VERSION "0.1.0"
 #define HISTORY 120 /* samples of 1 s kept for the page's charts */
@@ -188,6 +190,7 @@ static json_t *backends_json(void)
         json_object_set_new(e, "source", json_string(source));
         json_object_set_new(e, "agent", agent ? agent : json_null());
         json_object_set_new(e, "requests_per_s", json_real(A.rps[slot]));
+        json_object_set_new(e, "gateway_queue", json_integer(gg_admission_queue_depth(slot)));
         json_object_set_new(e, "generated_tokens_per_s", json_real(A.tps[slot]));
         json_object_set_new(e, "ttft_ms", json_real(json_integer_value(json_object_get(e, "ttft_ewma_us")) / 1000.0));
     }
@@ -233,45 +236,119 @@ static int label_of(const char *series, const char *key, char *out, size_t outle
     return 0;
 }
 
-/* Tenants: the configured ones, with whatever tenant-labelled metrics the data plane exports (requests,
- * rejections, queue depth), summed per tenant. */
+static json_t *body_object(h2o_req_t *req);
+static int int_field(h2o_req_t *req, json_t *o, const char *key, long long lo, long long hi, uint32_t *out);
+
+/* Tenants: the live table of the fairness module (limits as they are now, in-flight and queued counts) with the
+ * tenant-labelled metric families summed per tenant under "metrics" (requests, rejections, tokens, waits). */
+static json_t *tenant_json(gg_tenant_t *t)
+{
+    pthread_mutex_lock(&t->rl.mu);
+    double rps = t->rl.req.rate_per_us * 1e6, burst = t->rl.req.size, tpm = t->rl.tok.rate_per_us * 60e6;
+    pthread_mutex_unlock(&t->rl.mu);
+    return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:i, s:I, s:i, s:i, s:o}", "name", t->name, "keys", (int)t->n_keys,
+                     "weight", (int)__atomic_load_n(&t->weight, __ATOMIC_RELAXED), "priority",
+                     (int)__atomic_load_n(&t->priority, __ATOMIC_RELAXED), "max_inflight",
+                     (int)__atomic_load_n(&t->max_inflight, __ATOMIC_RELAXED), "max_queue",
+                     (int)__atomic_load_n(&t->max_queue, __ATOMIC_RELAXED), "requests_per_s_limit", rps, "burst",
+                     (int)(rps > 0 ? burst : 0), "tokens_per_min_limit", (json_int_t)(tpm + 0.5), "inflight",
+                     (int)atomic_load(&t->inflight), "queued", (int)atomic_load(&t->queued), "metrics", json_object());
+}
+
 static json_t *tenants_json(void)
 {
-    json_t *byname = json_object();
-    for (size_t i = 0; i < A.cfg->n_tenants; i++) {
-        const gg_config_tenant_t *t = &A.cfg->tenants[i];
-        json_object_set_new(byname, t->name,
-                            json_pack("{s:s, s:i, s:i, s:i, s:f, s:i, s:I, s:i, s:i}", "name", t->name, "keys", (int)t->n_keys,
-                                      "weight", (int)t->weight, "priority", (int)t->priority, "requests_per_s_limit",
-                                      t->rate_requests_per_s, "burst", (int)t->rate_burst, "tokens_per_min_limit",
-                                      (json_int_t)t->rate_tokens_per_min, "max_inflight", (int)t->max_inflight, "max_queue",
-                                      (int)t->max_queue));
+    json_t *byname = json_object(), *v;
+    for (size_t i = 0; i < gg_tenants_count(); i++) {
+        gg_tenant_t *t = gg_tenant_at(i);
+        json_object_set_new(byname, t->name, tenant_json(t));
     }
-    json_t *m = metrics_matching("gridgate_"), *v;
+    json_t *m = metrics_matching("gridgate_tenant_");
     const char *series;
     json_object_foreach(m, series, v)
     {
         char tenant[128];
-        if (label_of(series, "tenant", tenant, sizeof(tenant)) != 0)
+        json_t *t;
+        if (label_of(series, "tenant", tenant, sizeof(tenant)) != 0 || (t = json_object_get(byname, tenant)) == NULL)
             continue;
-        json_t *t = json_object_get(byname, tenant);
-        if (t == NULL) {
-            t = json_pack("{s:s}", "name", tenant);
-            json_object_set_new(byname, tenant, t);
-        }
+        json_t *mt = json_object_get(t, "metrics");
         size_t fam = strcspn(series, "{");
         char key[128];
-        snprintf(key, sizeof(key), "%.*s", (int)fam, series);
-        const char *k = key + (strncmp(key, "gridgate_", 9) == 0 ? 9 : 0);
-        double sum = json_real_value(json_object_get(t, k)) + json_real_value(v);
-        json_object_set_new(t, k, json_real(sum));
+        snprintf(key, sizeof(key), "%.*s", (int)(fam > 16 ? fam - 16 : 0), series + 16); /* without "gridgate_tenant_" */
+        json_object_set_new(mt, key, json_real(json_real_value(json_object_get(mt, key)) + json_real_value(v)));
     }
     json_decref(m);
     json_t *out = json_array();
-    const char *name;
-    json_object_foreach(byname, name, v) json_array_append(out, v);
+    for (size_t i = 0; i < gg_tenants_count(); i++)
+        json_array_append(out, json_object_get(byname, gg_tenant_at(i)->name));
     json_decref(byname);
     return out;
+}
+
+/* POST /admin/v1/tenants/NAME {weight, priority, max_inflight, max_queue, requests_per_s, burst, tokens_per_min}:
+ * applied live (the next admission sees it); every field is checked before any is applied. */
+static void tenant_update(h2o_req_t *req, const char *name)
+{
+    gg_tenant_t *t = gg_tenant_find(name);
+    if (t == NULL) {
+        errno_error(req, -ENOENT, "tenant", name);
+        return;
+    }
+    json_t *o = body_object(req);
+    if (o == NULL)
+        return;
+    static const char *const known[] = {"weight", "priority", "max_inflight", "max_queue", "requests_per_s", "burst",
+                                        "tokens_per_min", NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            ok |= strcmp(k, known[i]) == 0;
+        if (!ok) {
+            error(req, 400, "invalid_field", k, "%s: unknown tenant setting (weight, priority, max_inflight, max_queue, "
+                                                "requests_per_s, burst, tokens_per_min)", k);
+            goto out;
+        }
+    }
+    uint32_t weight = t->weight, prio = t->priority, maxin = t->max_inflight, maxq = t->max_queue, burst = 0, tpm32 = 0;
+    if (!int_field(req, o, "weight", 1, 10000, &weight) || !int_field(req, o, "priority", 0, 9, &prio) ||
+        !int_field(req, o, "max_inflight", 0, 1000000, &maxin) || !int_field(req, o, "max_queue", 0, 1000000, &maxq) ||
+        !int_field(req, o, "burst", 0, 1000000, &burst) || !int_field(req, o, "tokens_per_min", 0, 4000000000LL, &tpm32))
+        goto out;
+    json_t *jr = json_object_get(o, "requests_per_s");
+    if (jr != NULL && (!json_is_number(jr) || json_number_value(jr) < 0 || json_number_value(jr) > 1e6)) {
+        error(req, 400, "invalid_field", "requests_per_s", "requests_per_s: expected a number 0..1000000 (0: unlimited)");
+        goto out;
+    }
+    __atomic_store_n(&t->weight, weight, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->priority, prio, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->max_inflight, maxin, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->max_queue, maxq, __ATOMIC_RELAXED);
+    if (jr != NULL || json_object_get(o, "burst") != NULL || json_object_get(o, "tokens_per_min") != NULL) {
+        pthread_mutex_lock(&t->rl.mu);
+        gg_bucket_t *b = &t->rl.req;
+        double rps = jr != NULL ? json_number_value(jr) : b->rate_per_us * 1e6;
+        if (json_object_get(o, "burst") == NULL && jr == NULL)
+            burst = (uint32_t)b->size;
+        double size = rps > 0 ? (burst ? burst : (rps > 1 ? rps : 1)) : 0;
+        int was_off = b->rate_per_us <= 0;
+        b->rate_per_us = rps / 1e6, b->size = size;
+        if (was_off || b->level > size)
+            b->level = size;
+        if (json_object_get(o, "tokens_per_min") != NULL) {
+            gg_bucket_t *k2 = &t->rl.tok;
+            was_off = k2->rate_per_us <= 0;
+            k2->rate_per_us = tpm32 / 60e6, k2->size = tpm32;
+            if (was_off || k2->level > k2->size)
+                k2->level = k2->size;
+        }
+        pthread_mutex_unlock(&t->rl.mu);
+    }
+    gg_info("admin: tenant %s updated", name);
+    reply(req, 200, tenant_json(t));
+out:
+    json_decref(o);
 }
 
 static json_t *history_json(void)
@@ -316,7 +393,8 @@ static json_t *stats_json(void)
     size_t i;
     json_array_foreach(bl, i, e)
     {
-        json_array_append_new(bs, json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "name",
+        json_array_append_new(bs, json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "gateway_queue",
+                                            json_object_get(e, "gateway_queue"), "name",
                                             json_object_get(e, "name"), "state", json_object_get(e, "state"), "inflight",
                                             json_object_get(e, "inflight"), "capacity", json_object_get(e, "capacity"),
                                             "queue", json_object_get(e, "engine_waiting"), "requests",
@@ -615,8 +693,13 @@ static void route(h2o_req_t *req)
         reply(req, 200, gg_models_list_json()), ok = 1;
     } else if (strcmp(noun, "tenants") == 0 && n == 1 && get) {
         reply(req, 200, tenants_json()), ok = 1;
-    } else if (strcmp(noun, "tenants") == 0 && (post || method_is(req, "PATCH") || del)) {
-        error(req, 501, "not_supported", NULL, "live tenant changes need the fairness module; edit tenants[] and reload"), ok = 1;
+    } else if (strcmp(noun, "tenants") == 0 && n == 2 && (post || method_is(req, "PATCH"))) {
+        tenant_update(req, seg[1]), ok = 1;
+    } else if (strcmp(noun, "tenants") == 0 && (post || del)) {
+        /* The fairness module builds its tenant and key tables once (workers read them without locks). */
+        error(req, 501, "not_supported", NULL,
+              "adding tenants or keys needs a restart: the tenant table is fixed at start; add it to tenants[] in the config"),
+            ok = 1;
     } else if (strcmp(noun, "stats") == 0 && n == 1 && get) {
         reply(req, 200, stats_json()), ok = 1;
     } else if (strcmp(noun, "status") == 0 && n == 1 && get) {

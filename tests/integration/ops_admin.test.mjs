@@ -112,7 +112,7 @@ test('gridctl backend/model/health/stats/config/tenant verbs, exit codes and -j 
   assert.equal(frames.length, 2);
   r = await gridctl(['--admin', gw.admin, 'top', 'count', '1']);
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /BACKEND\s+STATE\s+INFLIGHT\s+QUEUE\s+REQ\/S/);
+  assert.match(r.stdout, /BACKEND\s+STATE\s+INFLIGHT\s+QUEUE\s+ENGINE_QUEUE\s+REQ\/S/);
   assert.match(r.stdout, /TENANT/);
 
   r = await ctl(gw, ['tenant', 'list']);
@@ -122,6 +122,24 @@ test('gridctl backend/model/health/stats/config/tenant verbs, exit codes and -j 
   assert.equal(alice.priority, 1);
   r = await ctl(gw, ['tenant', 'show', 'nobody']);
   assert.equal(r.code, 3);
+  assert.equal((await ctl(gw, ['tenant', 'update', 'nobody', 'weight', '3'])).code, 3);
+  r = await ctl(gw, ['tenant', 'update', 'alice', 'priority', '12']);
+  assert.equal(r.code, 1);
+  assert.equal(r.json.error.field, 'priority');
+  // Limits apply live: a tenant without a rate limit gets one (burst 2, then refused for ~10 s).
+  r = await ctl(gw, ['tenant', 'update', 'alice', 'weight', '5', 'requests_per_s', '0.1', 'burst', '2']);
+  assert.equal(r.code, 0, r.stdout);
+  assert.equal(r.json.weight, 5);
+  assert.equal(r.json.requests_per_s_limit, 0.1);
+  const codes = [];
+  for (let i = 0; i < 3; i++) codes.push((await http('POST', `${gw.url}/v1/chat/completions`, { body: chat('a'), headers: auth })).status);
+  assert.deepEqual(codes, [200, 200, 429]);
+  r = await ctl(gw, ['tenant', 'show', 'alice']);
+  assert.equal(r.json.weight, 5);
+  assert.ok(r.json.metrics.rejected_total >= 1, JSON.stringify(r.json));
+  r = await ctl(gw, ['tenant', 'add', 'bob']);
+  assert.equal(r.code, 1);
+  assert.match(r.json.error.message, /restart/);
 
   r = await ctl(gw, ['config', 'show']);
   assert.equal(r.code, 0);

@@ -29,14 +29,9 @@ static const char *num(char *buf, size_t len, json_t *v, int decimals)
     return buf;
 }
 
-static double sum_matching(json_t *t, const char *part)
+static double metric(json_t *t, const char *family)
 {
-    const char *k;
-    json_t *v;
-    double s = 0;
-    json_object_foreach(t, k, v) if (strstr(k, part) != NULL && json_is_number(v) && strstr(k, "limit") == NULL) s +=
-        json_number_value(v);
-    return s;
+    return json_number_value(json_object_get(json_object_get(t, "metrics"), family));
 }
 
 static void print_tables(json_t *j)
@@ -45,19 +40,20 @@ static void print_tables(json_t *j)
     printf("uptime %s s   in flight %s   requests/s %s   tokens/s %s\n\n", num(a, sizeof(a), json_object_get(j, "uptime_s"), 0),
            num(b, sizeof(b), json_object_get(j, "inflight"), 0), num((char[32]){0}, 32, json_object_get(j, "requests_per_s"), 1),
            num((char[32]){0}, 32, json_object_get(j, "tokens_per_s"), 1));
-    static const char *const bh[] = {"BACKEND", "STATE", "INFLIGHT", "QUEUE", "REQ/S", "TOK/S", "TTFT_MS", "REQUESTS", "FAILURES"};
-    static const int br[] = {0, 0, 1, 1, 1, 1, 1, 1, 1};
+    static const char *const bh[] = {"BACKEND", "STATE",   "INFLIGHT", "QUEUE", "ENGINE_QUEUE", "REQ/S",
+                                     "TOK/S",   "TTFT_MS", "REQUESTS", "FAILURES"};
+    static const int br[] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
     struct table t;
-    table_init(&t, 9, bh, br);
+    table_init(&t, 10, bh, br);
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(j, "backends"), i, e)
     {
-        char in[32], q[16], r[32], tk[32], tt[32], rq[32], f[32];
+        char in[32], gq[16], q[16], r[32], tk[32], tt[32], rq[32], f[32];
         snprintf(in, sizeof(in), "%lld/%lld", json_integer_value(json_object_get(e, "inflight")),
                  json_integer_value(json_object_get(e, "capacity")));
         table_add(&t, json_string_value(json_object_get(e, "name")), json_string_value(json_object_get(e, "state")), in,
-                  num(q, sizeof(q), json_object_get(e, "queue"), 0), num(r, sizeof(r), json_object_get(e, "requests_per_s"), 1),
+                  num(gq, sizeof(gq), json_object_get(e, "gateway_queue"), 0), num(q, sizeof(q), json_object_get(e, "queue"), 0), num(r, sizeof(r), json_object_get(e, "requests_per_s"), 1),
                   num(tk, sizeof(tk), json_object_get(e, "tokens_per_s"), 1), num(tt, sizeof(tt), json_object_get(e, "ttft_ms"), 1),
                   num(rq, sizeof(rq), json_object_get(e, "requests"), 0), num(f, sizeof(f), json_object_get(e, "failures"), 0));
     }
@@ -69,8 +65,8 @@ static void print_tables(json_t *j)
     json_array_foreach(json_object_get(j, "tenants"), i, e)
     {
         char p[16], w[16], in[32], q[32], rq[32], rj[32];
-        snprintf(rq, sizeof(rq), "%.0f", sum_matching(e, "requests"));
-        snprintf(rj, sizeof(rj), "%.0f", sum_matching(e, "reject"));
+        snprintf(rq, sizeof(rq), "%.0f", metric(e, "requests_total"));
+        snprintf(rj, sizeof(rj), "%.0f", metric(e, "rejected_total"));
         table_add(&t, json_string_value(json_object_get(e, "name")), num(p, sizeof(p), json_object_get(e, "priority"), 0),
                   num(w, sizeof(w), json_object_get(e, "weight"), 0), num(in, sizeof(in), json_object_get(e, "inflight"), 0),
                   num(q, sizeof(q), json_object_get(e, "queued"), 0), rq, rj);
