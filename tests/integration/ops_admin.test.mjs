@@ -226,3 +226,58 @@ test('the admin API refuses unauthenticated TCP callers; a TCP admin listener ne
   if (!(bad instanceof Error)) assert.equal((await bad.exited).code, 1);
   assert.match(output, /requires admin\.token/);
 });
+
+test('gridctl map list/dump reads the pinned BPF maps of a running gridgate', async (t) => {
+  const sim = await enginesim('vllm', ['a']);
+  const pin = `/sys/fs/bpf/gg-ops-${process.pid}`;
+  const admin = (await import('./ops_lib.mjs')).adminSocket();
+  let gw;
+  try {
+    gw = await gridgate(['--bpf', 'on', '--pin-path', pin, '--admin', admin, '--backend', `${sim.url}#name=mapped-backend`]);
+  } catch (e) {
+    return t.skip(`kernel assist unavailable here: ${e.message.split('\n')[0]}`);
+  }
+  try {
+    await waitModels(gw, ['a']);
+    let r = await gridctl(['-j', 'map', 'list', 'pin', pin]);
+    assert.equal(r.code, 0, r.stderr);
+    const byName = Object.fromEntries(r.json.map((m) => [m.name, m]));
+    assert.equal(byName.backends?.type, 'array');
+    assert.equal(byName.meta?.max_entries, 1);
+    r = await gridctl(['-j', 'map', 'dump', 'backends'], { env: { GRIDCTL_PIN_PATH: pin } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json.length, byName.backends.max_entries);
+    // The registry's slot 0 carries the backend's name (hex bytes, no BTF needed).
+    const ascii = (e) => e.value.map((h) => String.fromCharCode(parseInt(h, 16))).join('');
+    await until(async () => {
+      const d = await gridctl(['-j', 'map', 'dump', 'backends', 'pin', pin]);
+      return d.json?.some((e) => ascii(e).includes('mapped-backend'));
+    }, 'backend name in the pinned backends map');
+    r = await gridctl(['map', 'dump', 'meta', 'pin', pin]);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /^key: 00 00 00 00\nvalue: /);
+    assert.match(r.stdout, /Found 1 element\n$/);
+    r = await gridctl(['-j', 'map', 'dump', 'nosuchmap', 'pin', pin]);
+    assert.equal(r.code, 3);
+    assert.match(r.json.error.message, /map nosuchmap is not pinned/);
+  } finally {
+    await gw.stop();
+    const fs2 = await import('node:fs/promises');
+    for (const f of await fs2.readdir(pin).catch(() => [])) await fs2.unlink(`${pin}/${f}`).catch(() => {});
+    await fs2.rmdir(pin).catch(() => {});
+  }
+});
+
+test('dist/gridgate.example.json starts gridgate and the unit runs it with that file', async () => {
+  const root = new URL('../../', import.meta.url).pathname;
+  const gw = await gridgateWithAdmin(['--config', `${root}dist/gridgate.example.json`, '--access-log', '-']);
+  const r = await ctl(gw, ['backend', 'list']);
+  assert.equal(r.code, 0);
+  assert.deepEqual(r.json.map((b) => b.name), ['gpu1-ollama', 'gpu2-vllm', 'mac-mlx']);
+  const t = await ctl(gw, ['tenant', 'list']);
+  assert.deepEqual(t.json.map((x) => x.name), ['team-a', 'batch', 'default']);
+  const unit = await fs.readFile(`${root}dist/gridgate.service`, 'utf8');
+  assert.match(unit, /^ExecStart=\/usr\/local\/bin\/gridgate --config \/etc\/gridgate\/gridgate\.json$/m);
+  assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+  assert.match(unit, /^RuntimeDirectory=gridgate$/m);
+});
