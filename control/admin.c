@@ -296,8 +296,8 @@ static void tenant_update(h2o_req_t *req, const char *name)
     json_t *o = body_object(req);
     if (o == NULL)
         return;
-    static const char *const known[] = {"weight", "priority", "max_inflight", "max_queue", "requests_per_s", "burst",
-                                        "tokens_per_min", NULL};
+    static const char *const known[] = {"weight",         "priority", "max_inflight",   "max_queue",
+                                        "requests_per_s", "burst",    "tokens_per_min", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v)
@@ -306,8 +306,10 @@ static void tenant_update(h2o_req_t *req, const char *name)
         for (int i = 0; known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
         if (!ok) {
-            error(req, 400, "invalid_field", k, "%s: unknown tenant setting (weight, priority, max_inflight, max_queue, "
-                                                "requests_per_s, burst, tokens_per_min)", k);
+            error(req, 400, "invalid_field", k,
+                  "%s: unknown tenant setting (weight, priority, max_inflight, max_queue, "
+                  "requests_per_s, burst, tokens_per_min)",
+                  k);
             goto out;
         }
     }
@@ -383,8 +385,11 @@ static json_t *health_json(int *ok)
     int total = (int)json_array_size(list);
     json_decref(list);
     *ok = up > 0;
-    return json_pack("{s:s, s:i, s:i, s:o}", "status", up > 0 ? "ok" : total ? "degraded" : "empty", "backends_up", up,
-                     "backends_total", total, "backends", out);
+    return json_pack("{s:s, s:i, s:i, s:o}", "status",
+                     up > 0  ? "ok"
+                     : total ? "degraded"
+                             : "empty",
+                     "backends_up", up, "backends_total", total, "backends", out);
 }
 
 static json_t *stats_json(void)
@@ -393,15 +398,14 @@ static json_t *stats_json(void)
     size_t i;
     json_array_foreach(bl, i, e)
     {
-        json_array_append_new(bs, json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "gateway_queue",
-                                            json_object_get(e, "gateway_queue"), "name",
-                                            json_object_get(e, "name"), "state", json_object_get(e, "state"), "inflight",
-                                            json_object_get(e, "inflight"), "capacity", json_object_get(e, "capacity"),
-                                            "queue", json_object_get(e, "engine_waiting"), "requests",
-                                            json_object_get(e, "requests"), "failures", json_object_get(e, "failures"),
-                                            "requests_per_s", json_object_get(e, "requests_per_s"), "tokens_per_s",
-                                            json_object_get(e, "generated_tokens_per_s"), "ttft_ms",
-                                            json_object_get(e, "ttft_ms")));
+        json_array_append_new(bs,
+                              json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "gateway_queue",
+                                        json_object_get(e, "gateway_queue"), "name", json_object_get(e, "name"), "state",
+                                        json_object_get(e, "state"), "inflight", json_object_get(e, "inflight"), "capacity",
+                                        json_object_get(e, "capacity"), "queue", json_object_get(e, "engine_waiting"), "requests",
+                                        json_object_get(e, "requests"), "failures", json_object_get(e, "failures"),
+                                        "requests_per_s", json_object_get(e, "requests_per_s"), "tokens_per_s",
+                                        json_object_get(e, "generated_tokens_per_s"), "ttft_ms", json_object_get(e, "ttft_ms")));
     }
     json_decref(bl);
     return json_pack("{s:I, s:i, s:f, s:f, s:o, s:o}", "uptime_s", (json_int_t)((mono_ms() - A.started_ms) / 1000), "inflight",
@@ -561,10 +565,9 @@ static void config_show(h2o_req_t *req)
     reply(req, 200,
           json_pack("{s:s?, s:o, s:s?, s:b, s:s, s:i, s:i, s:i, s:i}", "path", A.config_path, "file", file ? file : json_null(),
                     "admin", A.cfg->admin_listen ? A.cfg->admin_listen : GG_ADMIN_DEFAULT, "registration_open",
-                    A.cfg->registration.token != NULL, "approve", A.cfg->registration.approve ? "auto" : "manual",
-                    "heartbeat_ms", (int)A.cfg->registration.heartbeat_ms, "missed_beats",
-                    (int)A.cfg->registration.missed_beats, "ttl_ms", (int)A.cfg->registration.ttl_ms, "health_interval_ms",
-                    (int)A.cfg->health.interval_ms));
+                    A.cfg->registration.token != NULL, "approve", A.cfg->registration.approve ? "auto" : "manual", "heartbeat_ms",
+                    (int)A.cfg->registration.heartbeat_ms, "missed_beats", (int)A.cfg->registration.missed_beats, "ttl_ms",
+                    (int)A.cfg->registration.ttl_ms, "health_interval_ms", (int)A.cfg->health.interval_ms));
 }
 
 /* Validates the file here (so the caller sees the error) and hands the reload to main's SIGHUP path. */

@@ -284,8 +284,10 @@ void gg_registration_handle(h2o_req_t *req)
     else
         models = check_models(json_object_get(body, "models"), field, sizeof(field));
     if (field[0] != '\0') {
-        fail(req, 400, "invalid_field", "%s: invalid or missing (expected {\"url\": \"http://HOST:PORT\", \"name\", \"kind\", "
-                                        "\"models\": [{\"name\", \"loaded\"}], \"gpu\": {...}})", field);
+        fail(req, 400, "invalid_field",
+             "%s: invalid or missing (expected {\"url\": \"http://HOST:PORT\", \"name\", \"kind\", "
+             "\"models\": [{\"name\", \"loaded\"}], \"gpu\": {...}})",
+             field);
         json_decref(body);
         return;
     }

@@ -91,10 +91,14 @@ static void msleep(long ms)
 int do_agent(int argc, char **argv)
 {
     enum { O_ENGINE = 256, O_GATEWAY, O_TOKEN, O_NAME, O_KIND, O_INTERVAL, O_ONCE, O_HELP };
-    static const struct option lo[] = {{"engine", required_argument, NULL, O_ENGINE},     {"gateway", required_argument, NULL, O_GATEWAY},
-                                       {"token", required_argument, NULL, O_TOKEN},       {"name", required_argument, NULL, O_NAME},
-                                       {"kind", required_argument, NULL, O_KIND},         {"interval-ms", required_argument, NULL, O_INTERVAL},
-                                       {"once", no_argument, NULL, O_ONCE},               {"help", no_argument, NULL, O_HELP},
+    static const struct option lo[] = {{"engine", required_argument, NULL, O_ENGINE},
+                                       {"gateway", required_argument, NULL, O_GATEWAY},
+                                       {"token", required_argument, NULL, O_TOKEN},
+                                       {"name", required_argument, NULL, O_NAME},
+                                       {"kind", required_argument, NULL, O_KIND},
+                                       {"interval-ms", required_argument, NULL, O_INTERVAL},
+                                       {"once", no_argument, NULL, O_ONCE},
+                                       {"help", no_argument, NULL, O_HELP},
                                        {NULL, 0, NULL, 0}};
     const char *engine = NULL, *gateway = getenv("GRIDCTL_GATEWAY"), *token = getenv("GRIDCTL_REGISTRATION_TOKEN");
     const char *name = NULL, *kind_name = NULL;
@@ -111,17 +115,41 @@ int do_agent(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc + 1, av, "jp", lo, NULL)) != -1) {
         switch (c) {
-        case O_ENGINE: engine = optarg; break;
-        case O_GATEWAY: gateway = optarg; break;
-        case O_TOKEN: token = optarg; break;
-        case O_NAME: name = optarg; break;
-        case O_KIND: kind_name = optarg; break;
-        case O_INTERVAL: interval = atol(optarg); break;
-        case O_ONCE: once = 1; break;
-        case 'j': opts.json = 1; break;
-        case 'p': opts.json = opts.pretty = 1; break;
-        case O_HELP: usage(stdout); free(av); return EXIT_OK;
-        default: usage(stderr); free(av); return EXIT_USAGE;
+        case O_ENGINE:
+            engine = optarg;
+            break;
+        case O_GATEWAY:
+            gateway = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
+            break;
+        case O_NAME:
+            name = optarg;
+            break;
+        case O_KIND:
+            kind_name = optarg;
+            break;
+        case O_INTERVAL:
+            interval = atol(optarg);
+            break;
+        case O_ONCE:
+            once = 1;
+            break;
+        case 'j':
+            opts.json = 1;
+            break;
+        case 'p':
+            opts.json = opts.pretty = 1;
+            break;
+        case O_HELP:
+            usage(stdout);
+            free(av);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            free(av);
+            return EXIT_USAGE;
         }
     }
     free(av);
@@ -157,7 +185,8 @@ int do_agent(int argc, char **argv)
             gg_engine_status_init(&st);
             if (gg_adapter_for(kind)->poll(engine, 2000, &st) == 0)
                 for (size_t i = 0; i < st.n_models; i++)
-                    json_array_append_new(models, json_pack("{s:s, s:b}", "name", st.models[i].name, "loaded", st.models[i].loaded));
+                    json_array_append_new(models,
+                                          json_pack("{s:s, s:b}", "name", st.models[i].name, "loaded", st.models[i].loaded));
             gg_engine_status_free(&st);
         }
         json_t *gpu = gpu_memory();
@@ -202,8 +231,8 @@ int do_agent(int argc, char **argv)
             if (opts.json)
                 print_json(json_incref(j));
             else
-                printf("registered %s with %s: %s, heartbeat every %ld ms\n", json_string_value(json_object_get(j, "name")), gateway,
-                       state ? state : "?", period);
+                printf("registered %s with %s: %s, heartbeat every %ld ms\n", json_string_value(json_object_get(j, "name")),
+                       gateway, state ? state : "?", period);
             fflush(stdout);
             registered = 1;
         }

@@ -40,7 +40,8 @@ static int list(int argc, char **argv)
         print_json(j);
         return EXIT_OK;
     }
-    static const char *const h[] = {"NAME", "STATE", "KIND", "SOURCE", "WEIGHT", "INFLIGHT", "QUEUE", "TTFT_MS", "URL", "MODELS (*loaded)"};
+    static const char *const h[] = {"NAME",     "STATE", "KIND",    "SOURCE", "WEIGHT",
+                                    "INFLIGHT", "QUEUE", "TTFT_MS", "URL",    "MODELS (*loaded)"};
     static const int r[] = {0, 0, 0, 0, 1, 1, 1, 1, 0, 0};
     struct table t;
     table_init(&t, 10, h, r);
@@ -230,8 +231,8 @@ static int weight(int argc, char **argv)
 }
 
 static const struct cmd cmds[] = {
-    {"list", list},       {"show", show},     {"add", add},       {"remove", remove_}, {"drain", drain},
-    {"undrain", undrain}, {"weight", weight}, {"approve", approve}, {"help", help},     {NULL, NULL},
+    {"list", list},       {"show", show},     {"add", add},         {"remove", remove_}, {"drain", drain},
+    {"undrain", undrain}, {"weight", weight}, {"approve", approve}, {"help", help},      {NULL, NULL},
 };
 
 int do_backend(int argc, char **argv)

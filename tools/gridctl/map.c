@@ -36,15 +36,24 @@ static const char *pin_dir(int *argc, char **argv)
 static const char *type_name(__u32 t)
 {
     switch (t) {
-    case BPF_MAP_TYPE_HASH: return "hash";
-    case BPF_MAP_TYPE_ARRAY: return "array";
-    case BPF_MAP_TYPE_PERCPU_HASH: return "percpu_hash";
-    case BPF_MAP_TYPE_PERCPU_ARRAY: return "percpu_array";
-    case BPF_MAP_TYPE_LRU_HASH: return "lru_hash";
-    case BPF_MAP_TYPE_SOCKMAP: return "sockmap";
-    case BPF_MAP_TYPE_SOCKHASH: return "sockhash";
-    case BPF_MAP_TYPE_RINGBUF: return "ringbuf";
-    default: return "other";
+    case BPF_MAP_TYPE_HASH:
+        return "hash";
+    case BPF_MAP_TYPE_ARRAY:
+        return "array";
+    case BPF_MAP_TYPE_PERCPU_HASH:
+        return "percpu_hash";
+    case BPF_MAP_TYPE_PERCPU_ARRAY:
+        return "percpu_array";
+    case BPF_MAP_TYPE_LRU_HASH:
+        return "lru_hash";
+    case BPF_MAP_TYPE_SOCKMAP:
+        return "sockmap";
+    case BPF_MAP_TYPE_SOCKHASH:
+        return "sockhash";
+    case BPF_MAP_TYPE_RINGBUF:
+        return "ringbuf";
+    default:
+        return "other";
     }
 }
 
@@ -81,8 +90,8 @@ static int list(int argc, char **argv)
         if (fd < 0)
             continue; /* a pinned program or link, not a map */
         json_array_append_new(out, json_pack("{s:s, s:s, s:i, s:i, s:i, s:i}", "name", e->d_name, "type", type_name(info.type),
-                                             "id", (int)info.id, "key_size", (int)info.key_size, "value_size",
-                                             (int)info.value_size, "max_entries", (int)info.max_entries));
+                                             "id", (int)info.id, "key_size", (int)info.key_size, "value_size", (int)info.value_size,
+                                             "max_entries", (int)info.max_entries));
         close(fd);
     }
     closedir(d);
@@ -103,8 +112,8 @@ static int list(int argc, char **argv)
         snprintf(c[1], 16, "%lld", json_integer_value(json_object_get(m, "key_size")));
         snprintf(c[2], 16, "%lld", json_integer_value(json_object_get(m, "value_size")));
         snprintf(c[3], 16, "%lld", json_integer_value(json_object_get(m, "max_entries")));
-        table_add(&t, json_string_value(json_object_get(m, "name")), json_string_value(json_object_get(m, "type")), c[0], c[1], c[2],
-                  c[3]);
+        table_add(&t, json_string_value(json_object_get(m, "name")), json_string_value(json_object_get(m, "type")), c[0], c[1],
+                  c[2], c[3]);
     }
     table_print(&t);
     json_decref(out);

@@ -40,8 +40,8 @@ static void print_tables(json_t *j)
     printf("uptime %s s   in flight %s   requests/s %s   tokens/s %s\n\n", num(a, sizeof(a), json_object_get(j, "uptime_s"), 0),
            num(b, sizeof(b), json_object_get(j, "inflight"), 0), num((char[32]){0}, 32, json_object_get(j, "requests_per_s"), 1),
            num((char[32]){0}, 32, json_object_get(j, "tokens_per_s"), 1));
-    static const char *const bh[] = {"BACKEND", "STATE",   "INFLIGHT", "QUEUE", "ENGINE_QUEUE", "REQ/S",
-                                     "TOK/S",   "TTFT_MS", "REQUESTS", "FAILURES"};
+    static const char *const bh[] = {"BACKEND", "STATE", "INFLIGHT", "QUEUE",    "ENGINE_QUEUE",
+                                     "REQ/S",   "TOK/S", "TTFT_MS",  "REQUESTS", "FAILURES"};
     static const int br[] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
     struct table t;
     table_init(&t, 10, bh, br);
@@ -53,7 +53,8 @@ static void print_tables(json_t *j)
         snprintf(in, sizeof(in), "%lld/%lld", json_integer_value(json_object_get(e, "inflight")),
                  json_integer_value(json_object_get(e, "capacity")));
         table_add(&t, json_string_value(json_object_get(e, "name")), json_string_value(json_object_get(e, "state")), in,
-                  num(gq, sizeof(gq), json_object_get(e, "gateway_queue"), 0), num(q, sizeof(q), json_object_get(e, "queue"), 0), num(r, sizeof(r), json_object_get(e, "requests_per_s"), 1),
+                  num(gq, sizeof(gq), json_object_get(e, "gateway_queue"), 0), num(q, sizeof(q), json_object_get(e, "queue"), 0),
+                  num(r, sizeof(r), json_object_get(e, "requests_per_s"), 1),
                   num(tk, sizeof(tk), json_object_get(e, "tokens_per_s"), 1), num(tt, sizeof(tt), json_object_get(e, "ttft_ms"), 1),
                   num(rq, sizeof(rq), json_object_get(e, "requests"), 0), num(f, sizeof(f), json_object_get(e, "failures"), 0));
     }

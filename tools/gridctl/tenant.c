@@ -34,7 +34,8 @@ static int list(int argc, char **argv)
         print_json(j);
         return EXIT_OK;
     }
-    static const char *const h[] = {"TENANT", "KEYS", "PRIORITY", "WEIGHT", "REQ/S LIMIT", "TOKENS/MIN", "MAX_INFLIGHT", "INFLIGHT", "QUEUED"};
+    static const char *const h[] = {"TENANT",     "KEYS",         "PRIORITY", "WEIGHT", "REQ/S LIMIT",
+                                    "TOKENS/MIN", "MAX_INFLIGHT", "INFLIGHT", "QUEUED"};
     static const int r[] = {0, 1, 1, 1, 1, 1, 1, 1, 1};
     struct table t;
     table_init(&t, 9, h, r);
@@ -45,9 +46,9 @@ static int list(int argc, char **argv)
         char c[9][32];
         table_add(&t, json_string_value(json_object_get(e, "name")), num(c[1], 32, json_object_get(e, "keys")),
                   num(c[2], 32, json_object_get(e, "priority")), num(c[3], 32, json_object_get(e, "weight")),
-                  num(c[4], 32, json_object_get(e, "requests_per_s_limit")), num(c[5], 32, json_object_get(e, "tokens_per_min_limit")),
-                  num(c[6], 32, json_object_get(e, "max_inflight")), num(c[7], 32, json_object_get(e, "inflight")),
-                  num(c[8], 32, json_object_get(e, "queued")));
+                  num(c[4], 32, json_object_get(e, "requests_per_s_limit")),
+                  num(c[5], 32, json_object_get(e, "tokens_per_min_limit")), num(c[6], 32, json_object_get(e, "max_inflight")),
+                  num(c[7], 32, json_object_get(e, "inflight")), num(c[8], 32, json_object_get(e, "queued")));
     }
     table_print(&t);
     json_decref(j);
@@ -87,7 +88,8 @@ static int show(int argc, char **argv)
 /* "LIMIT VALUE..." into a JSON object; numbers stay numbers. */
 static int limits(int argc, char **argv, json_t *body)
 {
-    static const char *const keys[] = {"weight", "priority", "max_inflight", "max_queue", "requests_per_s", "burst", "tokens_per_min", NULL};
+    static const char *const keys[] = {"weight",         "priority", "max_inflight",   "max_queue",
+                                       "requests_per_s", "burst",    "tokens_per_min", NULL};
     if (argc % 2 != 0)
         return fail(EXIT_USAGE, "expected LIMIT VALUE pairs (see 'gridctl tenant help')");
     for (int i = 0; i < argc; i += 2) {
