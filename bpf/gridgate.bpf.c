@@ -43,9 +43,10 @@ struct {
 } tenants SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, GG_BPF_MAX_FLOWS);
-	__type(key, __u64);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
 	__type(value, struct gg_bpf_flow);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows SEC(".maps");
@@ -98,7 +99,8 @@ static __always_inline __u32 peer_backlog(struct gg_bpf_flow *f, __u32 d, __u64 
 
 		if (p < 2) {
 			if (!f->based[p]) {
-				f->base_seq[p] = seq;
+				/* userspace writes before the first redirect are already in write_seq */
+				f->base_seq[p] = seq - (__u32)f->user_bytes[d];
 				f->based[p] = 1;
 			}
 			queued = seq - f->base_seq[p];
@@ -119,7 +121,7 @@ int gg_verdict(struct __sk_buff *skb)
 	struct gg_bpf_end *end = bpf_map_lookup_elem(&ends, &cookie);
 	struct gg_bpf_flow *f;
 	__u64 peer;
-	__u32 d;
+	__u32 d, mode;
 
 	if (!end) {
 		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
@@ -131,16 +133,23 @@ int gg_verdict(struct __sk_buff *skb)
 		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
 		return SK_PASS;
 	}
-	if (f->mode[d] != GG_BPF_FLOW_REDIRECT) {
+	mode = f->mode[d];
+	/* ARMED: every byte passed so far is written out by userspace, so redirecting now cannot reorder. */
+	if (mode == GG_BPF_FLOW_ARMED && f->user_bytes[d] == f->pass_bytes[d]) {
+		f->mode[d] = GG_BPF_FLOW_REDIRECT;
+		mode = GG_BPF_FLOW_REDIRECT;
+	}
+	if (mode != GG_BPF_FLOW_REDIRECT) {
 		__sync_fetch_and_add(&f->pass_bytes[d], skb->len);
 		count(GG_BPF_STAT_PASS_MODE, 1);
 		return SK_PASS;
 	}
 	peer = f->cookie[1 - d];
 	if (peer_backlog(f, d, &peer) > GG_BPF_STALL_LIMIT) {
-		/* One way only: the direction stays in userspace from here, where the relay has back-pressure. */
+		/* The peer does not read: hand this direction to userspace, whose relay has back-pressure, until it has
+		 * caught up and re-arms it. */
 		f->mode[d] = GG_BPF_FLOW_PASS;
-		f->stalled[d & 1] = 1;
+		f->stalls[d]++;
 		__sync_fetch_and_add(&f->pass_bytes[d], skb->len);
 		count(GG_BPF_STAT_STALL, 1);
 		return SK_PASS;

@@ -44,6 +44,10 @@ static const char *const pinned_maps[] = {"meta", "backends", "models", "tenants
 static struct gridgate *skel;
 static struct gg_bpf_backend *view; /* the mmapped `backends` array */
 static size_t view_len;
+static struct gg_bpf_flow *flow_tab; /* the mmapped `flows` array */
+static size_t flow_len;
+static pthread_mutex_t flow_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t flow_free[GG_BPF_MAX_FLOWS], n_free; /* free slots, a stack */
 static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1;
 static _Atomic int splice_on;
 static _Atomic uint64_t spliced_streams, spliced_bytes;
@@ -186,18 +190,27 @@ static int load(const char *pin_path, const char **what)
         *what = "mmap backends";
         goto cleanup;
     }
+    flow_len = (sizeof(struct gg_bpf_flow) * GG_BPF_MAX_FLOWS + 4095) & ~(size_t)4095;
+    flow_tab = mmap(NULL, flow_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd_flows, 0);
+    if (flow_tab == MAP_FAILED) {
+        flow_tab = NULL;
+        rc = -errno;
+        *what = "mmap flows";
+        goto cleanup;
+    }
     /* A previous run's slots and flows describe nothing that exists now. */
     memset(view, 0, sizeof(struct gg_bpf_backend) * GG_BPF_MAX_BACKENDS);
-    uint64_t k, next;
-    for (int more = bpf_map_get_next_key(fd_flows, NULL, &k) == 0; more;) {
-        more = bpf_map_get_next_key(fd_flows, &k, &next) == 0;
-        bpf_map_delete_elem(fd_flows, &k);
-        k = next;
-    }
+    memset(flow_tab, 0, sizeof(struct gg_bpf_flow) * GG_BPF_MAX_FLOWS);
+    n_free = 0;
+    for (uint32_t i = GG_BPF_MAX_FLOWS; i-- > 0;)
+        flow_free[n_free++] = i;
     gg_info("bpf: kernel assist on: maps %s %s (ABI %u), sockmap splice ready", reused ? "reused from" : "pinned in",
             pin_path, GG_BPF_ABI_VERSION);
     return 0;
 cleanup:
+    if (view != NULL)
+        munmap(view, view_len);
+    view = NULL;
     gridgate__destroy(skel);
     skel = NULL;
     return rc < 0 ? rc : -EINVAL;
@@ -246,7 +259,10 @@ void gg_bpf_shutdown(void)
     bpf_prog_detach2(bpf_program__fd(skel->progs.gg_msg), fd_socks, BPF_SK_MSG_VERDICT);
     if (view != NULL)
         munmap(view, view_len);
+    if (flow_tab != NULL)
+        munmap(flow_tab, flow_len);
     view = NULL;
+    flow_tab = NULL;
     gridgate__destroy(skel);
     skel = NULL;
     fd_flows = fd_ends = fd_socks = fd_models = -1;
@@ -363,62 +379,79 @@ int64_t gg_bpf_queued(int fd)
     return (int64_t)ti.tcpi_bytes_acked + outq;
 }
 
-int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint64_t *flow)
+struct gg_bpf_flow *gg_bpf_flow_at(uint32_t flow)
 {
-    if (!gg_bpf_splice_ready())
+    return flow_tab != NULL && flow < GG_BPF_MAX_FLOWS ? &flow_tab[flow] : NULL;
+}
+
+static void release_slot(uint32_t slot)
+{
+    memset(&flow_tab[slot], 0, sizeof(flow_tab[slot]));
+    pthread_mutex_lock(&flow_lock);
+    flow_free[n_free++] = slot;
+    pthread_mutex_unlock(&flow_lock);
+}
+
+int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint32_t *flow)
+{
+    if (!gg_bpf_splice_ready() || flow_tab == NULL)
         return -ENOTSUP;
-    struct gg_bpf_flow f = {.kind = kind, .mode = {GG_BPF_FLOW_REDIRECT, GG_BPF_FLOW_REDIRECT}};
+    __u64 cookie[2];
     int rc;
-    if ((rc = cookie_of(fd_a, &f.cookie[0])) != 0 || (rc = cookie_of(fd_b, &f.cookie[1])) != 0)
+    if ((rc = cookie_of(fd_a, &cookie[0])) != 0 || (rc = cookie_of(fd_b, &cookie[1])) != 0)
         return rc;
+    pthread_mutex_lock(&flow_lock);
+    uint32_t slot = n_free ? flow_free[--n_free] : UINT32_MAX;
+    pthread_mutex_unlock(&flow_lock);
+    if (slot == UINT32_MAX)
+        return -ENOSPC;
+    struct gg_bpf_flow *f = &flow_tab[slot];
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    f.start_ns = (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
-    struct gg_bpf_end ea = {.flow = f.cookie[0], .dir = 0}, eb = {.flow = f.cookie[0], .dir = 1};
+    memset(f, 0, sizeof(*f));
+    f->cookie[0] = cookie[0];
+    f->cookie[1] = cookie[1];
+    f->kind = kind;
+    f->start_ns = (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+    f->mode[0] = f->mode[1] = GG_BPF_FLOW_REDIRECT;
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    struct gg_bpf_end ea = {.flow = slot, .dir = 0}, eb = {.flow = slot, .dir = 1};
     /* The flow and its ends exist before the sockets join, so the verdict finds them from the first byte. */
-    if (bpf_map_update_elem(fd_flows, &f.cookie[0], &f, BPF_NOEXIST) != 0)
-        return -errno;
-    if (bpf_map_update_elem(fd_ends, &f.cookie[0], &ea, BPF_ANY) != 0 ||
-        bpf_map_update_elem(fd_ends, &f.cookie[1], &eb, BPF_ANY) != 0)
+    if (bpf_map_update_elem(fd_ends, &cookie[0], &ea, BPF_ANY) != 0 ||
+        bpf_map_update_elem(fd_ends, &cookie[1], &eb, BPF_ANY) != 0)
         goto fail;
-    int fa = fd_a, fb = fd_b;
-    if (bpf_map_update_elem(fd_socks, &f.cookie[0], &fa, BPF_NOEXIST) != 0)
+    __u64 fa = (__u64)fd_a, fb = (__u64)fd_b; /* the sockhash value is 8 bytes wide */
+    if (bpf_map_update_elem(fd_socks, &cookie[0], &fa, BPF_NOEXIST) != 0)
         goto fail;
-    if (bpf_map_update_elem(fd_socks, &f.cookie[1], &fb, BPF_NOEXIST) != 0) {
+    if (bpf_map_update_elem(fd_socks, &cookie[1], &fb, BPF_NOEXIST) != 0) {
         /* a is a member now and must stay one until it closes (deleting a live member can lose its bytes); with no
          * ends entry its verdict passes everything, so the userspace relay works on it as before. */
         goto fail;
     }
-    /* Bytes that reached a socket before it joined sit unseen until the next segment; re-checking the receive
+    /* Bytes that reached a socket before it joined sit unseen until the next segment; re-setting the receive
      * watermark runs the (new) data_ready over them now. */
     int one = 1;
     setsockopt(fd_a, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
     setsockopt(fd_b, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
-    *flow = f.cookie[0];
+    *flow = slot;
     return 0;
 fail:
     rc = -errno;
-    bpf_map_delete_elem(fd_ends, &f.cookie[0]);
-    bpf_map_delete_elem(fd_ends, &f.cookie[1]);
-    bpf_map_delete_elem(fd_flows, &f.cookie[0]);
+    bpf_map_delete_elem(fd_ends, &cookie[0]);
+    bpf_map_delete_elem(fd_ends, &cookie[1]);
+    release_slot(slot);
     return rc ? rc : -EIO;
 }
 
-int gg_bpf_flow_get(uint64_t flow, struct gg_bpf_flow *out)
+void gg_bpf_splice_del(uint32_t flow, uint64_t bytes)
 {
-    if (fd_flows < 0)
-        return -ENOENT;
-    return bpf_map_lookup_elem(fd_flows, &flow, out) == 0 ? 0 : -errno;
-}
-
-void gg_bpf_splice_del(uint64_t flow, uint64_t bytes)
-{
-    struct gg_bpf_flow f;
-    if (fd_flows < 0 || bpf_map_lookup_elem(fd_flows, &flow, &f) != 0)
+    struct gg_bpf_flow *f = gg_bpf_flow_at(flow);
+    if (f == NULL || f->cookie[0] == 0)
         return;
-    bpf_map_delete_elem(fd_ends, &f.cookie[0]);
-    bpf_map_delete_elem(fd_ends, &f.cookie[1]);
-    bpf_map_delete_elem(fd_flows, &flow);
+    __u64 c0 = f->cookie[0], c1 = f->cookie[1];
+    bpf_map_delete_elem(fd_ends, &c0);
+    bpf_map_delete_elem(fd_ends, &c1);
+    release_slot(flow);
     atomic_fetch_add_explicit(&spliced_streams, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&spliced_bytes, bytes, memory_order_relaxed);
 }

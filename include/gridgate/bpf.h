@@ -34,11 +34,13 @@ int gg_bpf_backend_read(uint32_t slot, struct gg_bpf_backend *out);
  * either and stopped reading them. Returns 0 with *flow set, or -errno (then nothing changed and the caller relays
  * in userspace).
  */
-int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint64_t *flow);
-/** Reads a flow's counters (syscall). */
-int gg_bpf_flow_get(uint64_t flow, struct gg_bpf_flow *out);
-/** Forgets a flow; call it before closing its sockets (close() itself takes them out of the sockhash). */
-void gg_bpf_splice_del(uint64_t flow, uint64_t bytes);
+int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint32_t *flow);
+/** The flow's entry in the mmapped `flows` array, shared live with the verdict: read counters and mode[] with atomic
+ * loads; userspace writes only user_bytes[] (after its write returned) and mode[] (PASS -> ARMED). */
+struct gg_bpf_flow *gg_bpf_flow_at(uint32_t flow);
+/** Forgets a flow; call it before closing its sockets (close() itself takes them out of the sockhash). `bytes` is what
+ * it relayed in-kernel, for the totals. */
+void gg_bpf_splice_del(uint32_t flow, uint64_t bytes);
 /** Bytes ever queued for sending on fd (acknowledged + still in the send queue): the drain rule compares it with what
  * was written and redirected. Returns -errno on failure. */
 int64_t gg_bpf_queued(int fd);

@@ -10,12 +10,12 @@
 #include <linux/types.h>
 #endif
 
-#define GG_BPF_ABI_VERSION 1
+#define GG_BPF_ABI_VERSION 2
 
 #define GG_BPF_MAX_BACKENDS 256 /* == GG_MAX_BACKENDS; the slot index is the key */
 #define GG_BPF_MAX_MODELS 1024
 #define GG_BPF_MAX_TENANTS 1024
-#define GG_BPF_MAX_FLOWS 16384
+#define GG_BPF_MAX_FLOWS 4096
 #define GG_BPF_NAME_MAX 64
 #define GG_BPF_MODEL_NAME_MAX 128
 #define GG_BPF_BACKEND_WORDS (GG_BPF_MAX_BACKENDS / 64)
@@ -78,10 +78,14 @@ struct gg_bpf_tenant {
     __u64 tokens_out;
 };
 
-/* flows (HASH, key = socket cookie of side a): one entry per spliced pair. Direction 0 is a -> b, 1 is b -> a. */
+/* flows (ARRAY, mmapable, key = flow slot): one entry per spliced pair, free when cookie[0] is 0. Direction 0 is
+ * a -> b, 1 is b -> a. Userspace and the verdict share it through the mmap: counters are atomic adds; mode[d] moves
+ * REDIRECT -> PASS (verdict, peer stalled), PASS -> ARMED (userspace, caught up), ARMED -> REDIRECT (verdict, once
+ * user_bytes[d] == pass_bytes[d], i.e. everything it passed has been written out by userspace). */
 enum gg_bpf_flow_mode {
     GG_BPF_FLOW_PASS = 0,     /* the verdict passes bytes to userspace */
     GG_BPF_FLOW_REDIRECT = 1, /* the verdict redirects bytes to the peer socket */
+    GG_BPF_FLOW_ARMED = 2,    /* passing until userspace has written out all it was passed, then redirecting */
 };
 enum gg_bpf_flow_kind {
     GG_BPF_FLOW_TUNNEL = 1, /* upgraded connection (WebSocket, any 101) */
@@ -99,15 +103,13 @@ struct gg_bpf_flow {
     __u32 base_seq[2];   /* write_seq of socket [i] when the first byte was redirected to it */
     __u32 based[2];      /* base_seq[i] is valid */
     __u32 kind;          /* enum gg_bpf_flow_kind */
-    __u8 stalled[2];     /* direction d fell back to userspace because its reader stalled */
-    __u16 pad;
+    __u16 stalls[2];     /* times direction d fell back to userspace because its reader stalled */
 };
 
-/* ends (HASH, internal): socket cookie -> its flow and direction (the direction it sends in) */
+/* ends (HASH, internal): socket cookie -> its flow slot and direction (the direction it sends in) */
 struct gg_bpf_end {
-    __u64 flow; /* key of the flows entry */
+    __u32 flow;
     __u32 dir;
-    __u32 pad;
 };
 
 /* stats (PERCPU_ARRAY): counters by reason, key = enum gg_bpf_stat */
@@ -131,5 +133,6 @@ _Static_assert(sizeof(struct gg_bpf_backend) % 8 == 0, "mmapped array values mus
 _Static_assert(sizeof(struct gg_bpf_model) == 72, "model ABI");
 _Static_assert(sizeof(struct gg_bpf_tenant) == 56, "tenant ABI");
 _Static_assert(sizeof(struct gg_bpf_flow) == 120, "flow ABI");
-_Static_assert(sizeof(struct gg_bpf_end) == 16, "end ABI");
+_Static_assert(sizeof(struct gg_bpf_end) == 8, "end ABI");
+_Static_assert(sizeof(struct gg_bpf_flow) % 8 == 0, "mmapped array values must be 8-byte multiples");
 #endif

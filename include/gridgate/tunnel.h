@@ -1,7 +1,8 @@
 /* A byte tunnel between two h2o sockets on one worker's loop: what an upgraded connection (WebSocket, any 101) becomes
  * once both ends are out of HTTP. It relays in both directions until either side closes or fails, then closes both.
- * The interface is deliberately "two sockets, relay until done" so the relay can later be replaced by an in-kernel
- * splice (sockmap) without touching its callers. */
+ * The interface is deliberately "two sockets, relay until done": when the kernel assist is loaded and both are plain TCP
+ * sockets, the relay becomes the kernel's (sockmap) once the bytes already read are flushed, without the callers knowing.
+ */
 #ifndef GG_TUNNEL_H
 #define GG_TUNNEL_H
 
@@ -12,7 +13,9 @@
 typedef struct gg_tunnel gg_tunnel_t;
 
 typedef struct gg_tunnel_stats {
-    uint64_t bytes[2];  /* bytes[0]: relayed from side a to side b; bytes[1]: from b to a */
+    uint64_t bytes[2];  /* bytes[0]: relayed from side a to side b; bytes[1]: from b to a (userspace + kernel) */
+    uint64_t spliced_bytes; /* of those, relayed in-kernel (sockmap) */
+    int spliced;            /* the pair was handed to the kernel */
     const char *reason; /* why it ended: "closed by a", "closed by b", "error on a", ... (static string) */
 } gg_tunnel_stats_t;
 
