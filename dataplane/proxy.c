@@ -342,6 +342,14 @@ static void respond_buffered(call_t *c)
         return;
     }
     gg_buf_free(&raw);
+    if (c->up_status >= 300 && c->up_status < 400) {
+        /* A backend must not send clients (or the gateway) elsewhere: that is a broken backend. */
+        char msg[96];
+        snprintf(msg, sizeof(msg), "the backend answered with a redirect (%d), which gridgate does not follow", c->up_status);
+        c->error = "backend redirect";
+        respond_upstream_error(c, 502, msg);
+        return;
+    }
     if (c->up_status < 200 || c->up_status >= 300) {
         respond_translated_error(c);
         return;
@@ -349,6 +357,15 @@ static void respond_buffered(call_t *c)
     gg_usage_observe(&c->usage, c->up_dialect, c->pending.base, c->pending.len);
     int want_base64 = c->ri.ep == GG_EP_EMBED && c->ri.dialect == GG_DIALECT_OPENAI && c->ri.encoding_base64;
     if (!c->translate) {
+        /* Passed through as it came, but never a broken body under a 200. */
+        json_error_t jerr;
+        json_t *j = json_loadb(c->pending.base, c->pending.len, 0, &jerr);
+        if (j == NULL) {
+            c->error = "invalid JSON from backend";
+            respond_upstream_error(c, 502, "the backend answered with a body that is not valid JSON");
+            return;
+        }
+        json_decref(j);
         gg_respond(c->req, c->up_status, "application/json", c->pending.base, c->pending.len);
         c->final_sent = 1;
         return;
