@@ -444,3 +444,27 @@ test('backend truncates a stream -> the stream ends with an error event in the c
     assert.equal(typeof lines.at(-1).error, 'string', r.body);
   });
 });
+
+test('bad keys: wrong, truncated, extended, empty or missing -> 401 in the caller dialect; the right key is served', async () => {
+  const good = 'sk-tenant-a-0123456789abcdef';
+  const cfg = await writeConfig({ backends: [{ name: 'vl', url: vl.url }, { name: 'ol', url: ol.url }], tenants: [{ name: 'a', keys: [good] }] });
+  const g = await gridgate(['--config', cfg, '--threads', '1']);
+  try {
+    await waitModels(g, ['m', 'om']);
+    const bad = [`Bearer ${good.slice(0, -1)}`, `Bearer ${good}x`, `Bearer ${good.slice(0, -1)}F`, 'Bearer ', 'Basic Zm9vOmJhcg==', undefined];
+    for (const auth of bad) {
+      for (const path of ['/v1/chat/completions', '/api/chat']) {
+        const r = await http('POST', `${g.url}${path}`, {
+          body: { ...chat(path === '/api/chat' ? 'om' : 'm', { max_tokens: 2 }), stream: false },
+          headers: auth === undefined ? {} : { authorization: auth },
+        });
+        assertDialectError(path, r, 401, /API key|unauthorized/i);
+      }
+    }
+    const r = await http('POST', `${g.url}/v1/chat/completions`, { body: chat('m', { max_tokens: 2 }), headers: { authorization: `Bearer ${good}` } });
+    assert.equal(r.status, 200, r.body);
+    assert.ok(!g.output().includes(good.slice(8)), 'no key in the logs');
+  } finally {
+    await g.stop();
+  }
+});
