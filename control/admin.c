@@ -77,6 +77,7 @@ static struct {
     int64_t last_ms;
     double rps[GG_MAX_BACKENDS], tps[GG_MAX_BACKENDS];
     double total_rps, total_tps;
+    json_t *tenant_prev, *tenant_rates; /* {tenant: {family: total}}, {tenant: {requests_per_s, ...}} */
 } A = {.fd = -1};
 
 static int64_t mono_ms(void)
@@ -87,6 +88,32 @@ static int64_t mono_ms(void)
 }
 
 /* --- sampler ------------------------------------------------------------------------------------- */
+static json_t *tenants_json(void);
+
+/* Per-tenant rates from the tenant metric families (requests, rejections, tokens) between two samples. */
+static void sample_tenants(double dt)
+{
+    static const char *const fams[][2] = {
+        {"requests_total", "requests_per_s"}, {"rejected_total", "rejected_per_s"}, {"tokens_total", "tokens_per_s"}};
+    json_t *now = json_object(), *rates = json_object(), *list = tenants_json(), *t;
+    size_t i;
+    json_array_foreach(list, i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        json_t *m = json_object_get(t, "metrics"), *prev = json_object_get(A.tenant_prev, name), *r = json_object();
+        for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+            double v = json_number_value(json_object_get(m, fams[f][0])), pv = json_number_value(json_object_get(prev, fams[f][0]));
+            json_object_set_new(r, fams[f][1], json_real(prev != NULL && dt > 0 && v >= pv ? (v - pv) / dt : 0));
+        }
+        json_object_set(now, name, m);
+        json_object_set_new(rates, name, r);
+    }
+    json_decref(list);
+    json_decref(A.tenant_prev);
+    json_decref(A.tenant_rates);
+    A.tenant_prev = now, A.tenant_rates = rates;
+}
+
 static void sample(void)
 {
     int64_t now = mono_ms();
@@ -114,6 +141,7 @@ static void sample(void)
     }
     A.total_rps = trps, A.total_tps = ttps;
     A.last_ms = now;
+    sample_tenants(dt);
     A.hist[A.next_hist] = (struct sample){now, treq, ttok};
     A.next_hist = (A.next_hist + 1) % HISTORY;
     if (A.n_hist < HISTORY)
@@ -278,8 +306,14 @@ static json_t *tenants_json(void)
     }
     json_decref(m);
     json_t *out = json_array();
-    for (size_t i = 0; i < gg_tenants_count(); i++)
-        json_array_append(out, json_object_get(byname, gg_tenant_at(i)->name));
+    for (size_t i = 0; i < gg_tenants_count(); i++) {
+        json_t *t = json_object_get(byname, gg_tenant_at(i)->name);
+        json_t *r = json_object_get(A.tenant_rates, gg_tenant_at(i)->name);
+        json_object_set_new(t, "requests_per_s", json_real(json_number_value(json_object_get(r, "requests_per_s"))));
+        json_object_set_new(t, "rejected_per_s", json_real(json_number_value(json_object_get(r, "rejected_per_s"))));
+        json_object_set_new(t, "tokens_per_s", json_real(json_number_value(json_object_get(r, "tokens_per_s"))));
+        json_array_append(out, t);
+    }
     json_decref(byname);
     return out;
 }
@@ -719,8 +753,8 @@ static void route(h2o_req_t *req)
         config_reload(req), ok = 1;
     }
     if (!ok)
-        error(req, get || post || del ? 404 : 405, "not_found", NULL, "no such admin endpoint: %s %.*s", get ? "GET" : "",
-              (int)path.len, path.base);
+        error(req, get || post || del ? 404 : 405, "not_found", NULL, "no such admin endpoint: %.*s %.*s", (int)req->method.len,
+              req->method.base, (int)path.len, path.base);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)

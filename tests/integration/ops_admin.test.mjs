@@ -105,7 +105,10 @@ test('gridctl backend/model/health/stats/config/tenant verbs, exit codes and -j 
   assert.equal(r.code, 0);
   assert.equal(r.json.backends[0].name, 's1');
   assert.ok(r.json.backends[0].requests >= 1);
-  for (const k of ['requests_per_s', 'tokens_per_s', 'queue', 'ttft_ms']) assert.ok(k in r.json.backends[0], k);
+  for (const k of ['requests_per_s', 'tokens_per_s', 'queue', 'gateway_queue', 'ttft_ms']) assert.ok(k in r.json.backends[0], k);
+  const aliceStats = r.json.tenants.find((x) => x.name === 'alice');
+  for (const k of ['requests_per_s', 'rejected_per_s', 'tokens_per_s', 'inflight', 'queued']) assert.ok(k in aliceStats, k);
+  assert.equal(aliceStats.metrics.requests_total, 2);
   r = await ctl(gw, ['stats', 'watch', 'interval', '0.2', 'count', '2']);
   assert.equal(r.code, 0);
   const frames = r.stdout.trim().split('\n').map((l) => JSON.parse(l));

@@ -60,17 +60,20 @@ static void print_tables(json_t *j)
     }
     table_print(&t);
     putchar('\n');
-    static const char *const th[] = {"TENANT", "PRIORITY", "WEIGHT", "INFLIGHT", "QUEUED", "REQUESTS", "REJECTED"};
-    static const int tr[] = {0, 1, 1, 1, 1, 1, 1};
-    table_init(&t, 7, th, tr);
+    static const char *const th[] = {"TENANT", "PRIORITY", "WEIGHT", "INFLIGHT", "QUEUED",
+                                     "REQ/S",  "REJ/S",    "TOK/S",  "REQUESTS", "REJECTED"};
+    static const int tr[] = {0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    table_init(&t, 10, th, tr);
     json_array_foreach(json_object_get(j, "tenants"), i, e)
     {
-        char p[16], w[16], in[32], q[32], rq[32], rj[32];
+        char p[16], w[16], in[32], q[32], r1[32], r2[32], r3[32], rq[32], rj[32];
         snprintf(rq, sizeof(rq), "%.0f", metric(e, "requests_total"));
         snprintf(rj, sizeof(rj), "%.0f", metric(e, "rejected_total"));
         table_add(&t, json_string_value(json_object_get(e, "name")), num(p, sizeof(p), json_object_get(e, "priority"), 0),
                   num(w, sizeof(w), json_object_get(e, "weight"), 0), num(in, sizeof(in), json_object_get(e, "inflight"), 0),
-                  num(q, sizeof(q), json_object_get(e, "queued"), 0), rq, rj);
+                  num(q, sizeof(q), json_object_get(e, "queued"), 0), num(r1, sizeof(r1), json_object_get(e, "requests_per_s"), 1),
+                  num(r2, sizeof(r2), json_object_get(e, "rejected_per_s"), 1),
+                  num(r3, sizeof(r3), json_object_get(e, "tokens_per_s"), 1), rq, rj);
     }
     table_print(&t);
 }
