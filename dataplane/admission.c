@@ -59,6 +59,7 @@ static uint64_t mono_us(void)
 
 static void render(gg_buf_t *out);
 static void on_timeout(h2o_timeout_entry_t *e);
+static gg_admit_waiter_t *head_of(struct tq *tq);
 
 void gg_admission_init(const gg_admission_config_t *cfg)
 {
@@ -88,6 +89,13 @@ void gg_admission_free(void)
     for (int s = 0; s < GG_MAX_BACKENDS; s++) {
         if (bqs[s].tq == NULL)
             continue;
+        /* Waiters still queued belong to the queue (shutdown, tests): nobody will resume them. */
+        for (size_t i = 0; i < nt; i++)
+            while (!h2o_linklist_is_empty(&bqs[s].tq[i].queue)) {
+                gg_admit_waiter_t *wt = head_of(&bqs[s].tq[i]);
+                h2o_linklist_unlink(&wt->link);
+                free(wt);
+            }
         pthread_mutex_destroy(&bqs[s].mu);
         free(bqs[s].tq);
         memset(&bqs[s], 0, sizeof(bqs[s]));
