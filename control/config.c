@@ -274,7 +274,7 @@ static const struct opt rate_opts[] = {
     {"burst", T_U32, TN(rate_burst), .min = 0, .max = 1000000, .def = "0",
      .doc = "Requests allowed above the rate at once (0: max(1, requests_per_s))."},
     {"tokens_per_min", T_U64, TN(rate_tokens_per_min), .min = 0, .max = 1e15, .def = "0",
-     .doc = "Output tokens per minute (0: unlimited)."},
+     .doc = "Tokens per minute, prompt + output (0: unlimited); charged prompt estimate + max_tokens, settled from usage."},
 };
 static const struct schema rate_schema = {rate_opts, sizeof(rate_opts) / sizeof(rate_opts[0])};
 
