@@ -285,9 +285,11 @@ int gg_admit(struct gg_worker *w, int slot, gg_tenant_t *t, uint32_t cost, gg_ad
         pthread_mutex_unlock(&q->mu);
         return 0;
     }
-    int full = atomic_load_explicit(&t->queued, memory_order_relaxed) >= t->max_queue ? 1
-               : atomic_load_explicit(&total_queued, memory_order_relaxed) >= conf.max_queue ? 2
-                                                                                             : 0;
+    int full = 0;
+    if (atomic_load_explicit(&t->queued, memory_order_relaxed) >= t->max_queue)
+        full = 1;
+    else if (atomic_load_explicit(&total_queued, memory_order_relaxed) >= conf.max_queue)
+        full = 2;
     if (full || conf.queue_ms == 0) {
         refusal(q, slot, t, full, r);
         pthread_mutex_unlock(&q->mu);

@@ -334,14 +334,9 @@ static void respond_buffered(call_t *c)
         raw = c->pending;
         c->pending = plain;
     }
-    if (c->gz_pass && c->up_status >= 200 && c->up_status < 300) {
-        gg_usage_observe(&c->usage, c->up_dialect, c->pending.base, c->pending.len);
-        gg_respond_gzipped(c->req, c->up_status, "application/json", raw.base, raw.len);
+    /* From here on, raw.base is non-NULL only when the engine's gzip bytes may go out as they came. */
+    if (!c->gz_pass || c->up_status < 200 || c->up_status >= 300)
         gg_buf_free(&raw);
-        c->final_sent = 1;
-        return;
-    }
-    gg_buf_free(&raw);
     if (c->up_status >= 300 && c->up_status < 400) {
         /* A backend must not send clients (or the gateway) elsewhere: that is a broken backend. */
         char msg[96];
@@ -363,10 +358,15 @@ static void respond_buffered(call_t *c)
         if (j == NULL) {
             c->error = "invalid JSON from backend";
             respond_upstream_error(c, 502, "the backend answered with a body that is not valid JSON");
+            gg_buf_free(&raw);
             return;
         }
         json_decref(j);
-        gg_respond(c->req, c->up_status, "application/json", c->pending.base, c->pending.len);
+        if (raw.base != NULL)
+            gg_respond_gzipped(c->req, c->up_status, "application/json", raw.base, raw.len);
+        else
+            gg_respond(c->req, c->up_status, "application/json", c->pending.base, c->pending.len);
+        gg_buf_free(&raw);
         c->final_sent = 1;
         return;
     }
@@ -690,7 +690,7 @@ static void on_dispose(void *p)
     }
     release_backend(c, 0);
     uint64_t end = now_ns();
-    const char *backend = c->slot >= 0 ? gg_backends[c->slot].name : "";
+    const char *backend = c->ever_dispatched ? gg_backends[c->slot].name : ""; /* refused at admission: none */
     int status = c->req->res.status;
 
     gg_buf_t l = GG_BUF_INIT;

@@ -254,14 +254,15 @@ void gg_tenant_respond_reject(h2o_req_t *req, enum gg_dialect d, enum gg_reject 
     case GG_REJECT_QUEUE_FULL:
     case GG_REJECT_SHARE:
         gg_respond_error_retry(req, d, 429,
-                               r == GG_REJECT_QUEUE_FULL ? "Too many of your requests are waiting; retry after the time in Retry-After."
-                                                         : "Your requests use more than your share of this model's capacity; retry "
-                                                           "after the time in Retry-After.",
+                               r == GG_REJECT_QUEUE_FULL
+                                   ? "Too many of your requests are waiting; retry after the time in Retry-After."
+                                   : "Your requests use more than your share of this model's capacity; retry "
+                                     "after the time in Retry-After.",
                                "requests", "rate_limit_exceeded", retry_s);
         break;
     default:
-        gg_respond_error_retry(req, d, 503, "The gateway is overloaded; retry after the time in Retry-After.", "service_unavailable",
-                               "overloaded", retry_s);
+        gg_respond_error_retry(req, d, 503, "The gateway is overloaded; retry after the time in Retry-After.",
+                               "service_unavailable", "overloaded", retry_s);
         break;
     }
 }

@@ -52,11 +52,11 @@ void gg_tenant_respond_unauthorized(h2o_req_t *req, enum gg_dialect d);
 /** Why an admission was refused. */
 enum gg_reject {
     GG_REJECT_NONE,
-    GG_REJECT_RATE,        /* request bucket empty: 429 rate_limit_exceeded */
-    GG_REJECT_QUOTA,       /* token bucket cannot pay: 429 insufficient_quota, x-should-retry: false */
-    GG_REJECT_QUEUE_FULL,  /* the tenant's own queue bound: 429 rate_limit_exceeded */
-    GG_REJECT_SHARE,       /* queue wait timed out while the tenant is over its share: 429 */
-    GG_REJECT_OVERLOADED,  /* gateway-wide queue bound, or timed out within its share: 503 */
+    GG_REJECT_RATE,       /* request bucket empty: 429 rate_limit_exceeded */
+    GG_REJECT_QUOTA,      /* token bucket cannot pay: 429 insufficient_quota, x-should-retry: false */
+    GG_REJECT_QUEUE_FULL, /* the tenant's own queue bound: 429 rate_limit_exceeded */
+    GG_REJECT_SHARE,      /* queue wait timed out while the tenant is over its share: 429 */
+    GG_REJECT_OVERLOADED, /* gateway-wide queue bound, or timed out within its share: 503 */
     GG_REJECT_COUNT
 };
 const char *gg_reject_name(enum gg_reject r); /* "rate_limit", "quota", "queue_full", "over_share", "overloaded" */

@@ -187,7 +187,7 @@ static void test_burst_for_under_share(void)
     CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 0);
     CHECK_EQ_INT(atomic_load(&gg_backends[0].inflight), 5);
     CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 1); /* only one burst slot */
-    release_n("quiet", 1); /* in-flight 4 = cap: the next one goes by DRR, quiet is first in turn */
+    release_n("quiet", 1);                                 /* in-flight 4 = cap: the next one goes by DRR, quiet is first in turn */
     CHECK_EQ_STR(order, "Q");
     release_n("flood", 1); /* back at the cap: the flooder, over its share, may not take the burst slot */
     CHECK_EQ_STR(order, "Q");
@@ -204,9 +204,9 @@ static void test_burst_for_under_share(void)
 static void test_retry_after(void)
 {
     CHECK_EQ_INT(gg_admission_retry_after(0, 1, 500000), 1);
-    CHECK_EQ_INT(gg_admission_retry_after(9, 8, 1000000), 2);   /* 10 requests through 8 slots of 1 s */
-    CHECK_EQ_INT(gg_admission_retry_after(15, 4, 2000000), 8);  /* 16 * 2 s / 4 */
-    CHECK_EQ_INT(gg_admission_retry_after(0, 0, 3000000), 3);   /* no slots counts as one */
+    CHECK_EQ_INT(gg_admission_retry_after(9, 8, 1000000), 2);  /* 10 requests through 8 slots of 1 s */
+    CHECK_EQ_INT(gg_admission_retry_after(15, 4, 2000000), 8); /* 16 * 2 s / 4 */
+    CHECK_EQ_INT(gg_admission_retry_after(0, 0, 3000000), 3);  /* no slots counts as one */
     CHECK_EQ_INT(gg_admission_retry_after(1000000, 1, 1000000), 86400);
 }
 

@@ -69,13 +69,14 @@ static void test_table(void)
     CHECK_EQ_STR(gg_tenant_at(1)->name, "default");
     CHECK(gg_tenants_require_key());
     CHECK(gg_tenant_by_key("k1", 2) == a);
-    CHECK(gg_tenant_by_key("s3cret", 6) == a); /* stored only as its digest */
+    CHECK(gg_tenant_by_key("s3cret", 6) == a);                       /* stored only as its digest */
     CHECK(gg_tenant_by_key(S3CRET_SHA, strlen(S3CRET_SHA)) == NULL); /* the digest itself is not a key */
     CHECK(gg_tenant_by_key("k2", 2) == NULL);
     CHECK(gg_tenant_by_key("", 0) == NULL);
     /* a bad digest is refused at start-up */
     CHECK_EQ_INT(load("{\"tenants\":[{\"name\":\"a\",\"keys\":[\"sha256:abc\"]}]}"), -EINVAL);
-    CHECK_EQ_INT(load("{\"tenants\":[{\"name\":\"a\",\"keys\":[\"sha256:zzc1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0\"]}]}"),
+    CHECK_EQ_INT(load("{\"tenants\":[{\"name\":\"a\",\"keys\":[\"sha256:"
+                      "zzc1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0\"]}]}"),
                  -EINVAL);
     /* a configured default keeps its settings and no second one is added */
     CHECK_EQ_INT(load("{\"tenants\":[{\"name\":\"default\",\"weight\":7}]}"), 0);
@@ -107,7 +108,8 @@ static void test_identify(void)
     CHECK_EQ_STR(name_of(identify(NULL, "unknown", "10.0.0.1")), "default");
     CHECK_EQ_STR(name_of(identify(NULL, NULL, "10.0.0.1")), "(401)");
     /* trusted only from 127.0.0.0/8 */
-    CHECK_EQ_INT(load("{\"trust_tenant_header\":[\"127.0.0.0/8\"],\"tenants\":[{\"name\":\"a\",\"keys\":[\"k1\"]},{\"name\":\"b\"}]}"), 0);
+    CHECK_EQ_INT(
+        load("{\"trust_tenant_header\":[\"127.0.0.0/8\"],\"tenants\":[{\"name\":\"a\",\"keys\":[\"k1\"]},{\"name\":\"b\"}]}"), 0);
     CHECK_EQ_STR(name_of(identify(NULL, "b", "127.0.0.9")), "b");
     CHECK_EQ_STR(name_of(identify(NULL, "b", "10.0.0.1")), "(401)");
     CHECK_EQ_STR(name_of(identify("Bearer k1", "b", "10.0.0.1")), "a");
