@@ -204,7 +204,7 @@ test('SSE is never delayed by compression: off by default, and every event flush
 async function gzipEngine() {
   const seen = [];
   let last = null;
-  let corrupt = false;
+  let mode = 'ok'; // 'corrupt': a broken gzip body; 'notjson': valid gzip of something that is not JSON
   const server = nodeHttp.createServer((req, res) => {
     let body = '';
     req.on('data', (d) => (body += d));
@@ -221,8 +221,9 @@ async function gzipEngine() {
       }
       const j = JSON.parse(body);
       seen.push({ path: req.url, acceptEncoding: req.headers['accept-encoding'] ?? null, contentEncoding: req.headers['content-encoding'] ?? null });
-      if (corrupt) {
-        return res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(Buffer.from('\x1f\x8b\x08 broken'));
+      if (mode !== 'ok') {
+        const bad = mode === 'corrupt' ? Buffer.from('\x1f\x8b\x08 broken') : zlib.gzipSync('<html>proxy error</html>');
+        return res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(bad);
       }
       if (j.stream) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'gzip' });
@@ -250,7 +251,7 @@ async function gzipEngine() {
     });
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${server.address().port}`, seen, last: () => last, setCorrupt: (v) => (corrupt = v) };
+  return { server, url: `http://127.0.0.1:${server.address().port}`, seen, last: () => last, setMode: (v) => (mode = v) };
 }
 
 test('upstream gzip: passed through unchanged to a client that takes gzip, inflated otherwise and to translate', async () => {
@@ -294,10 +295,15 @@ test('upstream gzip: passed through unchanged to a client that takes gzip, infla
     const out = m.split('\n').filter((l) => l.startsWith('gridgate_tokens_total') && l.includes('gz-model') && l.includes('"out"'));
     assert.equal(out.reduce((s, l) => s + Number(l.split(' ').at(-1)), 0), 9 + 3 + 3);
 
-    eng.setCorrupt(true);
+    eng.setMode('corrupt');
     const bad = await postJson(`${g.url}/v1/chat/completions`, { model: 'gz-model', messages: [{ role: 'user', content: 'hi' }] });
     assert.equal(bad.status, 502);
     assert.match(bad.raw.toString(), /gzip/);
+    // Valid gzip of a body that is not JSON is not passed through either, even to a client that takes gzip.
+    eng.setMode('notjson');
+    const nj = await postJson(`${g.url}/v1/embeddings`, req, { 'accept-encoding': 'gzip' });
+    assert.equal(nj.status, 502);
+    assert.match(decode(nj), /not valid JSON/);
   } finally {
     await g.stop();
     eng.server.close();
