@@ -24,11 +24,16 @@ enum gg_endpoint {
 #define GG_REQINFO_MAX_MESSAGES 100000
 /** Prompt-token estimate charged per image (a typical vision encoder's tile budget). */
 #define GG_REQINFO_IMAGE_TOKENS 1000
+/** Room inside gg_reqinfo_t for the model and user names the scanner copies out of the body. */
+#define GG_REQINFO_INLINE_MAX 256
 /** How every JSON body leaving the gateway is serialized: compact, and 0.7 stays "0.7". */
 #define GG_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
+/* Not copyable by value (model and user may point into it): hand it on with gg_reqinfo_move. */
 typedef struct gg_reqinfo {
-    json_t *root; /* the parsed body (owned; freed by gg_reqinfo_dispose) */
+    json_t *root;     /* the parsed body, built on first need by gg_reqinfo_root (owned) */
+    const char *body; /* the bytes parsed; must outlive the reqinfo (the request's entity) */
+    size_t body_len;
     enum gg_dialect dialect;
     enum gg_endpoint ep;
     const char *model;      /* points into root; never NULL after a successful parse */
@@ -39,6 +44,8 @@ typedef struct gg_reqinfo {
     const char *user;       /* OpenAI "user" field or NULL */
     int is_load_unload;     /* Ollama chat/generate with nothing to generate from: a model load (or unload) */
     int is_unload;          /* ... and keep_alive is 0: the client asks to unload the model */
+    int encoding_base64;    /* "encoding_format" is "base64" (OpenAI embeddings) */
+    char inline_names[GG_REQINFO_INLINE_MAX];
 } gg_reqinfo_t;
 
 /**
@@ -50,6 +57,21 @@ typedef struct gg_reqinfo {
 int gg_reqinfo_parse(gg_reqinfo_t *ri, enum gg_dialect d, enum gg_endpoint ep, const char *body, size_t len, char *err,
                      size_t errlen);
 void gg_reqinfo_dispose(gg_reqinfo_t *ri);
+/** Moves a parsed reqinfo (fixing its inner pointers); `src` is left empty. */
+void gg_reqinfo_move(gg_reqinfo_t *dst, gg_reqinfo_t *src);
+/** The body as a jansson tree, parsed on first call (NULL only if the body bytes changed since). */
+json_t *gg_reqinfo_root(gg_reqinfo_t *ri);
+
+/*
+ * gg_reqinfo_parse is the two functions below: the one-pass scanner (no allocation, no tree) decides
+ * almost every body; it returns 1 for what it does not vouch for (malformed JSON, escaped keys, numbers
+ * near the limits, deep nesting), and the jansson path then gives the answer and the exact message.
+ * Both are exported for the differential fuzzer, which holds them to the same results.
+ */
+int gg_reqinfo_parse_scan(gg_reqinfo_t *ri, enum gg_dialect d, enum gg_endpoint ep, const char *body, size_t len, char *err,
+                          size_t errlen);
+int gg_reqinfo_parse_tree(gg_reqinfo_t *ri, enum gg_dialect d, enum gg_endpoint ep, const char *body, size_t len, char *err,
+                          size_t errlen);
 
 /** Replaces the model name (alias resolution); `ri->model` then points at the new name. */
 void gg_reqinfo_set_model(gg_reqinfo_t *ri, const char *model);
@@ -61,6 +83,6 @@ void gg_reqinfo_set_model(gg_reqinfo_t *ri, const char *model);
  */
 int gg_reqinfo_force_include_usage(gg_reqinfo_t *ri);
 /** The body as compact JSON (malloc'd, NUL-terminated, length in *len); reflects edits to ri->root. */
-char *gg_reqinfo_serialize(const gg_reqinfo_t *ri, size_t *len);
+char *gg_reqinfo_serialize(gg_reqinfo_t *ri, size_t *len);
 
 #endif
