@@ -615,7 +615,7 @@ int main(int argc, char **argv)
     inet_ntop(AF_INET, &bound.sin_addr, addr, sizeof(addr));
     gg_info("%s flavour, %u models, max-seqs %u, decode %.3g ms, listening on http://%s:%u", G.flavor_name, G.nmodels, G.max_seqs,
             G.decode_ms, addr, ntohs(bound.sin_port));
-    while (h2o_evloop_run(G.loop, INT32_MAX) == 0)
-        ;
-    return 0;
+    /* -1 only means epoll_wait was interrupted (SIGSTOP/SIGCONT, a debugger): keep serving. */
+    for (;;)
+        h2o_evloop_run(G.loop, INT32_MAX);
 }
