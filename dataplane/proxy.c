@@ -693,34 +693,28 @@ static void on_dispose(void *p)
     const char *backend = c->ever_dispatched ? gg_backends[c->slot].name : ""; /* refused at admission: none */
     int status = c->req->res.status;
 
-    gg_buf_t l = GG_BUF_INIT;
-    char code[8];
-    snprintf(code, sizeof(code), "%d", status);
-    gg_metrics_label(&l, "model", c->model);
-    gg_metrics_label(&l, "backend", backend);
-    gg_metrics_label(&l, "code", code);
-    gg_metric_add(m_requests, l.base, 1);
-    gg_buf_reset(&l);
-    gg_metrics_label(&l, "model", c->model);
-    gg_metric_observe(m_duration, l.base, (end - c->t_start) / 1e9);
+    /* Series through the per-thread cache: no formatting or locking per request. */
+    static const char *const n_mbc[] = {"model", "backend", "code"}, *const n_m[] = {"model"},
+                             *const n_md[] = {"model", "direction"};
+    char code[12] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10), (char)('0' + status % 10), '\0'};
+    if (status < 100 || status > 999)
+        snprintf(code, sizeof(code), "%d", status);
+    const char *v_mbc[] = {c->model, backend, code}, *v_m[] = {c->model}, *v_in[] = {c->model, "in"},
+               *v_out[] = {c->model, "out"};
+    gg_series_add(gg_metric_series_of(m_requests, n_mbc, v_mbc, 3), 1);
+    gg_series_observe(gg_metric_series_of(m_duration, n_m, v_m, 1), (end - c->t_start) / 1e9);
     if (c->t_first_token)
-        gg_metric_observe(m_ttft, l.base, (c->t_first_token - c->t_start) / 1e9);
+        gg_series_observe(gg_metric_series_of(m_ttft, n_m, v_m, 1), (c->t_first_token - c->t_start) / 1e9);
     long tin = c->usage.prompt_tokens >= 0 ? c->usage.prompt_tokens : c->ri.prompt_tokens_est;
     long tout = c->usage.completion_tokens >= 0 ? c->usage.completion_tokens : c->usage.content_events;
-    gg_buf_t l2 = GG_BUF_INIT;
-    gg_buf_appendf(&l2, "%s,direction=\"in\"", l.base);
-    gg_metric_add(m_tokens, l2.base, tin > 0 ? tin : 0);
-    gg_buf_reset(&l2);
-    gg_buf_appendf(&l2, "%s,direction=\"out\"", l.base);
-    gg_metric_add(m_tokens, l2.base, tout > 0 ? tout : 0);
+    gg_series_add(gg_metric_series_of(m_tokens, n_md, v_in, 2), tin > 0 ? tin : 0);
+    gg_series_add(gg_metric_series_of(m_tokens, n_md, v_out, 2), tout > 0 ? tout : 0);
     if (c->first_slot >= 0 && c->slot != c->first_slot && status < 500)
         gg_metric_add(m_failovers, "", 1);
     if (c->rl_charged) /* the charge was an estimate: settle it with what was used */
         gg_ratelimit_correct(&c->tenant->rl, (c->ever_dispatched ? tin + tout : 0) - (int64_t)c->cost, end / 1000);
     gg_tenant_record(c->tenant, status, c->reject, c->queue_wait_us,
                      c->t_first_token ? (c->t_first_token - c->t_start) / 1000 : 0, tin, tout);
-    gg_buf_free(&l);
-    gg_buf_free(&l2);
 
     gg_accesslog_entry_t e = {.req = c->req,
                               .model = c->model,

@@ -9,6 +9,8 @@
 #include "gridgate/buf.h"
 
 typedef struct gg_metric gg_metric_t;
+/** One labelled series of a family; lives as long as the process. */
+typedef struct gg_series gg_series_t;
 
 /** Declares a counter or histogram family once at start-up. `buckets` (histograms) end with a 0. */
 gg_metric_t *gg_metric_counter(const char *name, const char *help);
@@ -20,6 +22,18 @@ gg_metric_t *gg_metric_histogram(const char *name, const char *help, const doubl
  */
 void gg_metric_add(gg_metric_t *m, const char *labels, uint64_t v);
 void gg_metric_observe(gg_metric_t *m, const char *labels, double v);
+
+/** The series for `labels` (created on first use); the pointer stays valid. Takes the family lock. */
+gg_series_t *gg_metric_series(gg_metric_t *m, const char *labels);
+/**
+ * The series with labels names[i]="values[i]" (escaped; NULL values render as ""). A per-thread cache
+ * keyed by (m, the `names` array's address, the values) answers repeated label sets without formatting
+ * or locking, so `names` must be a static array per call site.
+ */
+gg_series_t *gg_metric_series_of(gg_metric_t *m, const char *const names[], const char *const values[], size_t n);
+/** Lock-free updates (relaxed atomics). */
+void gg_series_add(gg_series_t *s, uint64_t v);
+void gg_series_observe(gg_series_t *s, double v);
 
 /** Appends `name="value"` with Prometheus escaping; prefixes a comma when buf is not empty. */
 void gg_metrics_label(gg_buf_t *b, const char *name, const char *value);
