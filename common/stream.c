@@ -1,11 +1,15 @@
 /* SSE and NDJSON stream parsers, and the usage observer that turns event payloads into token counts.
  * The parsers copy nothing when an event arrives whole inside one slice; the observer decides most
- * chunks with one byte scan and parses JSON only for the few that carry usage, a finish or an error. */
+ * chunks with one byte scan, reads the few that carry usage, a finish or an error (and whole
+ * non-stream bodies) with the validating scanner, and builds a jansson tree only for what that scanner
+ * does not vouch for. */
 #include "gridgate/stream.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
+
+#include "gridgate/jscan.h"
 
 /* An SSE line carries "data: " (or another field name) in front of the payload. */
 #define SSE_LINE_SLACK 64
@@ -343,6 +347,201 @@ static int observe_full(gg_usage_t *u, enum gg_dialect d, const char *data, size
     return ev;
 }
 
+/* --- the same reading without a tree: one validating pass (jscan) ------------------------------ */
+
+typedef struct seen {
+    int n;
+    gg_jval_t v;
+} seen_t;
+
+/* Reads `key`'s value into one of the wanted slots; a wanted key seen twice is left to jansson. */
+static int take(gg_jscan_t *js, const gg_jstr_t *k, const char *const *names, seen_t *slots, size_t n, seen_t **hit)
+{
+    gg_jval_t v;
+    *hit = NULL;
+    if (k->escaped || gg_jscan_value(js, &v) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (gg_jstr_is(k, names[i])) {
+            if (slots[i].n++)
+                return -1;
+            slots[i].v = v;
+            *hit = &slots[i];
+            return 0;
+        }
+    }
+    return gg_jscan_drop(js, &v);
+}
+
+/* An object just opened: fills the wanted slots (scalars; nested values are validated and skipped). */
+static int read_object(gg_jscan_t *js, const char *const *names, seen_t *slots, size_t n)
+{
+    gg_jstr_t k;
+    seen_t *hit;
+    int r;
+    while ((r = gg_jscan_key(js, &k)) == 1) {
+        if (take(js, &k, names, slots, n, &hit) != 0)
+            return -1;
+        if (hit != NULL && gg_jscan_drop(js, &hit->v) != 0)
+            return -1;
+    }
+    return r;
+}
+
+static int is_nonempty(const seen_t *s)
+{
+    return s->n && s->v.type == GG_JSTRING && s->v.s.len > 0;
+}
+
+/* A reason to copy: a string without escapes (escaped ones go to jansson for decoding). */
+static int reason_ok(const seen_t *s)
+{
+    return !(s->n && s->v.type == GG_JSTRING && s->v.s.escaped);
+}
+
+static void set_reason(gg_usage_t *u, const gg_jstr_t *s)
+{
+    size_t n = s->len < sizeof(u->finish_reason) - 1 ? s->len : sizeof(u->finish_reason) - 1;
+    memcpy(u->finish_reason, s->raw, n);
+    memset(u->finish_reason + n, 0, sizeof(u->finish_reason) - n); /* as strncpy pads */
+}
+
+/* OpenAI: returns the event bits, or -1 to hand the payload to jansson. */
+static int scan_openai(gg_usage_t *u, gg_jscan_t *js)
+{
+    static const char *const top[] = {"error", "choices", "usage"};
+    static const char *const ch[] = {"delta", "text", "finish_reason"};
+    static const char *const us[] = {"prompt_tokens", "completion_tokens"};
+    seen_t t[3] = {{0}}, ut[2] = {{0}};
+    gg_jstr_t k, reason = {0};
+    seen_t *hit;
+    int r, ev = 0, have_reason = 0;
+    size_t nchoices = 0;
+    while ((r = gg_jscan_key(js, &k)) == 1) {
+        if (take(js, &k, top, t, 3, &hit) != 0)
+            return -1;
+        if (hit == &t[1] && hit->v.type == GG_JARRAY) {
+            while ((r = gg_jscan_elem(js)) == 1) {
+                gg_jval_t c;
+                seen_t cs[3] = {{0}}, content = {0};
+                nchoices++;
+                if (gg_jscan_value(js, &c) != 0)
+                    return -1;
+                if (c.type != GG_JOBJECT) {
+                    if (gg_jscan_drop(js, &c) != 0)
+                        return -1;
+                    continue;
+                }
+                while ((r = gg_jscan_key(js, &k)) == 1) {
+                    if (take(js, &k, ch, cs, 3, &hit) != 0)
+                        return -1;
+                    if (hit == &cs[0] && hit->v.type == GG_JOBJECT) {
+                        static const char *const dn[] = {"content"};
+                        if (read_object(js, dn, &content, 1) != 0)
+                            return -1;
+                    } else if (hit != NULL && gg_jscan_drop(js, &hit->v) != 0) {
+                        return -1;
+                    }
+                }
+                if (r != 0 || !reason_ok(&cs[2]))
+                    return -1;
+                if (is_nonempty(&content) || is_nonempty(&cs[1]))
+                    ev |= GG_USAGE_EV_CONTENT;
+                if (cs[2].n && cs[2].v.type == GG_JSTRING) {
+                    reason = cs[2].v.s;
+                    have_reason = 1;
+                }
+            }
+            if (r != 0)
+                return -1;
+        } else if (hit == &t[2] && hit->v.type == GG_JOBJECT) {
+            if (read_object(js, us, ut, 2) != 0)
+                return -1;
+        } else if (hit != NULL && gg_jscan_drop(js, &hit->v) != 0) {
+            return -1;
+        }
+    }
+    if (r != 0 || gg_jscan_finish(js) != 0)
+        return -1;
+    if (t[0].n && t[0].v.type != GG_JNULL)
+        u->error = 1;
+    if (have_reason)
+        set_reason(u, &reason);
+    if (t[2].n && t[2].v.type == GG_JOBJECT) {
+        if (ut[0].n && ut[0].v.type == GG_JINT)
+            u->prompt_tokens = (long)ut[0].v.i;
+        if (ut[1].n && ut[1].v.type == GG_JINT)
+            u->completion_tokens = (long)ut[1].v.i;
+        if (t[1].n && t[1].v.type == GG_JARRAY && nchoices == 0)
+            ev |= GG_USAGE_EV_USAGE_ONLY;
+    }
+    return ev;
+}
+
+static int scan_ollama(gg_usage_t *u, gg_jscan_t *js)
+{
+    static const char *const top[] = {"error", "prompt_eval_count", "eval_count", "message", "response", "done", "done_reason"};
+    static const char *const mn[] = {"content"};
+    seen_t t[7] = {{0}}, content = {0};
+    gg_jstr_t k;
+    seen_t *hit;
+    int r, ev = 0;
+    while ((r = gg_jscan_key(js, &k)) == 1) {
+        if (take(js, &k, top, t, 7, &hit) != 0)
+            return -1;
+        if (hit == &t[3] && hit->v.type == GG_JOBJECT) {
+            if (read_object(js, mn, &content, 1) != 0)
+                return -1;
+        } else if (hit != NULL && gg_jscan_drop(js, &hit->v) != 0) {
+            return -1;
+        }
+    }
+    if (r != 0 || gg_jscan_finish(js) != 0 || !reason_ok(&t[6]))
+        return -1;
+    if (t[0].n && t[0].v.type != GG_JNULL)
+        u->error = 1;
+    if (is_nonempty(&content) || is_nonempty(&t[4]))
+        ev |= GG_USAGE_EV_CONTENT;
+    if (t[1].n && t[1].v.type == GG_JINT)
+        u->prompt_tokens = (long)t[1].v.i;
+    if (t[2].n && t[2].v.type == GG_JINT)
+        u->completion_tokens = (long)t[2].v.i;
+    if (t[5].n && t[5].v.type == GG_JTRUE) {
+        ev |= GG_USAGE_EV_DONE;
+        u->done = 1;
+        if (t[6].n && t[6].v.type == GG_JSTRING)
+            set_reason(u, &t[6].v.s);
+    }
+    return ev;
+}
+
+int gg_usage_observe_scan(gg_usage_t *u, enum gg_dialect d, const char *data, size_t len)
+{
+    gg_jscan_t js;
+    gg_jval_t v;
+    gg_usage_t t = *u;
+    gg_jscan_init(&js, data, len);
+    if (gg_jscan_value(&js, &v) != 0 || v.type != GG_JOBJECT)
+        return -1;
+    int ev = d == GG_DIALECT_OPENAI ? scan_openai(&t, &js) : scan_ollama(&t, &js);
+    if (ev >= 0)
+        *u = t;
+    return ev;
+}
+
+int gg_usage_observe_tree(gg_usage_t *u, enum gg_dialect d, const char *data, size_t len)
+{
+    return observe_full(u, d, data, len);
+}
+
+/* A payload the byte scan could not decide: the validating scan, and jansson for what it leaves
+ * (invalid JSON among it, which jansson then reports as such). */
+static int observe_scan(gg_usage_t *u, enum gg_dialect d, const char *data, size_t len)
+{
+    int ev = gg_usage_observe_scan(u, d, data, len);
+    return ev >= 0 ? ev : observe_full(u, d, data, len);
+}
+
 int gg_usage_observe(gg_usage_t *u, enum gg_dialect d, const char *data, size_t len)
 {
     int content, ev;
@@ -352,7 +551,7 @@ int gg_usage_observe(gg_usage_t *u, enum gg_dialect d, const char *data, size_t 
         return GG_USAGE_EV_DONE;
     }
     if (fast_scan(d, data, len, &content))
-        ev = observe_full(u, d, data, len);
+        ev = observe_scan(u, d, data, len);
     else
         ev = content ? GG_USAGE_EV_CONTENT : 0;
     if (ev & GG_USAGE_EV_CONTENT)

@@ -60,9 +60,17 @@ void gg_usage_init(gg_usage_t *u);
  * Reads one event payload. OpenAI: counts chunks with non-empty choices[].delta.content (or .text for
  * completions), reads usage{prompt_tokens,completion_tokens} and finish_reason, and "[DONE]". Ollama:
  * counts lines with non-empty message.content or response, reads prompt_eval_count / eval_count and
- * done / done_reason. Most chunks are decided by one scan of the bytes; only chunks that mention
- * usage, a finish or an error get a full JSON parse. Returns GG_USAGE_EV_* bits.
+ * done / done_reason. Most chunks are decided by one scan of the bytes; chunks that mention usage, a
+ * finish or an error (and whole non-stream bodies) get a validating scan, and a jansson parse only
+ * when that scan does not vouch for them. Returns GG_USAGE_EV_* bits.
  */
 int gg_usage_observe(gg_usage_t *u, enum gg_dialect d, const char *data, size_t len);
+/**
+ * The two readings gg_usage_observe picks between for payloads that need more than its byte scan,
+ * exported for the differential fuzzer: the validating scanner (no allocation; -1 and `u` untouched
+ * for what it does not vouch for) and the jansson reference. Same results whenever the scanner decides.
+ */
+int gg_usage_observe_scan(gg_usage_t *u, enum gg_dialect d, const char *data, size_t len);
+int gg_usage_observe_tree(gg_usage_t *u, enum gg_dialect d, const char *data, size_t len);
 
 #endif
