@@ -103,6 +103,19 @@ void gg_admission_free(void)
     atomic_store(&total_queued, 0);
 }
 
+/* The admin API may change a tenant's settings while workers read them. */
+static uint32_t weight_of(const gg_tenant_t *t)
+{
+    uint32_t w = __atomic_load_n(&t->weight, __ATOMIC_RELAXED);
+    return w ? w : 1;
+}
+
+static unsigned level_of(const gg_tenant_t *t)
+{
+    uint32_t p = __atomic_load_n(&t->priority, __ATOMIC_RELAXED);
+    return p < PRIORITIES ? p : PRIORITIES - 1;
+}
+
 /* --- the scheduling decision (backend lock held) ---------------------------------------------------- */
 
 static uint32_t cap_of(int slot)
@@ -126,21 +139,22 @@ static uint64_t active_weight(struct bq *q, size_t also)
     uint64_t w = 0;
     for (size_t i = 0; i < nt; i++)
         if (i == also || q->tq[i].queued || q->tq[i].inflight)
-            w += gg_tenant_at(i)->weight;
+            w += weight_of(gg_tenant_at(i));
     return w ? w : 1;
 }
 
 /* Whether tenant i holds less than cap * weight / active weight of this backend. */
 static int under_share(struct bq *q, size_t i, uint32_t cap)
 {
-    return (uint64_t)q->tq[i].inflight * active_weight(q, i) < (uint64_t)cap * gg_tenant_at(i)->weight;
+    return (uint64_t)q->tq[i].inflight * active_weight(q, i) < (uint64_t)cap * weight_of(gg_tenant_at(i));
 }
 
 /* Whether tenant i may take a slot at this backend now (its queue aside). */
 static int may_take(struct bq *q, int slot, size_t i)
 {
     gg_tenant_t *t = gg_tenant_at(i);
-    if (t->max_inflight && atomic_load_explicit(&t->inflight, memory_order_relaxed) >= t->max_inflight)
+    uint32_t max = __atomic_load_n(&t->max_inflight, __ATOMIC_RELAXED);
+    if (max && atomic_load_explicit(&t->inflight, memory_order_relaxed) >= max)
         return 0;
     uint32_t cap = cap_of(slot), in = atomic_load_explicit(&gg_backends[slot].inflight, memory_order_relaxed);
     if (in < cap)
@@ -165,7 +179,7 @@ static void dequeue(struct bq *q, gg_admit_waiter_t *wt)
     if (tq->queued == 0) {
         /* DRR: a tenant that leaves the active set keeps no credit. */
         tq->deficit = 0;
-        uint32_t p = wt->t->priority < PRIORITIES ? wt->t->priority : PRIORITIES - 1;
+        unsigned p = level_of(wt->t);
         if (q->cur[p] == wt->t->idx)
             q->cur[p] = (uint32_t)((wt->t->idx + 1) % nt);
     }
@@ -189,8 +203,7 @@ static gg_admit_waiter_t *pick(struct bq *q, int slot)
                 size_t i = (q->cur[p] + k) % nt;
                 gg_tenant_t *t = gg_tenant_at(i);
                 struct tq *tq = &q->tq[i];
-                if ((t->priority < PRIORITIES ? t->priority : PRIORITIES - 1) != (unsigned)p || tq->queued == 0 ||
-                    !may_take(q, slot, i))
+                if (level_of(t) != (unsigned)p || tq->queued == 0 || !may_take(q, slot, i))
                     continue;
                 gg_admit_waiter_t *h = head_of(tq);
                 if (tq->deficit >= h->cost) {
@@ -198,7 +211,7 @@ static gg_admit_waiter_t *pick(struct bq *q, int slot)
                     q->cur[p] = (uint32_t)i;
                     return h;
                 }
-                uint64_t per_round = (uint64_t)conf.quantum * t->weight;
+                uint64_t per_round = (uint64_t)conf.quantum * weight_of(t);
                 uint64_t need = (h->cost - tq->deficit + per_round - 1) / per_round;
                 if (need < rounds)
                     rounds = need;
@@ -209,9 +222,8 @@ static gg_admit_waiter_t *pick(struct bq *q, int slot)
              * (the same order as visiting round after round, without the loop). */
             for (size_t i = 0; i < nt; i++) {
                 gg_tenant_t *t = gg_tenant_at(i);
-                if ((t->priority < PRIORITIES ? t->priority : PRIORITIES - 1) == (unsigned)p && q->tq[i].queued &&
-                    may_take(q, slot, i))
-                    q->tq[i].deficit += rounds * conf.quantum * t->weight;
+                if (level_of(t) == (unsigned)p && q->tq[i].queued && may_take(q, slot, i))
+                    q->tq[i].deficit += rounds * conf.quantum * weight_of(t);
             }
         }
     }
@@ -263,7 +275,7 @@ static void refusal(struct bq *q, int slot, gg_tenant_t *t, int queue_full, gg_a
     uint32_t cap = cap_of(slot);
     if (queue_full == 1 || (queue_full == 0 && !under_share(q, t->idx, cap))) {
         /* Over its share: its own queue drains through its share of the slots. */
-        uint32_t share = (uint32_t)((uint64_t)cap * t->weight / active_weight(q, t->idx));
+        uint32_t share = (uint32_t)((uint64_t)cap * weight_of(t) / active_weight(q, t->idx));
         r->reject = queue_full ? GG_REJECT_QUEUE_FULL : GG_REJECT_SHARE;
         r->retry_after_s = gg_admission_retry_after(q->tq[t->idx].queued, share ? share : 1, q->avg_service_us);
         return;
@@ -286,7 +298,7 @@ int gg_admit(struct gg_worker *w, int slot, gg_tenant_t *t, uint32_t cost, gg_ad
         return 0;
     }
     int full = 0;
-    if (atomic_load_explicit(&t->queued, memory_order_relaxed) >= t->max_queue)
+    if (atomic_load_explicit(&t->queued, memory_order_relaxed) >= __atomic_load_n(&t->max_queue, __ATOMIC_RELAXED))
         full = 1;
     else if (atomic_load_explicit(&total_queued, memory_order_relaxed) >= conf.max_queue)
         full = 2;
@@ -339,7 +351,8 @@ void gg_admit_release(int slot, gg_tenant_t *t, uint64_t held_us)
     if (held_us)
         q->avg_service_us = (q->avg_service_us * 7 + held_us) / 8;
     pump(q, slot, &granted);
-    int others = t->max_inflight && atomic_load_explicit(&t->queued, memory_order_relaxed) > q->tq[t->idx].queued;
+    int others = __atomic_load_n(&t->max_inflight, __ATOMIC_RELAXED) &&
+                 atomic_load_explicit(&t->queued, memory_order_relaxed) > q->tq[t->idx].queued;
     pthread_mutex_unlock(&q->mu);
     deliver(&granted, NULL);
     if (!others)
