@@ -83,35 +83,29 @@ static __always_inline void count(__u32 reason, __u64 n)
 		v->value += n;
 }
 
-/* Bytes redirected to `peer` that the kernel has not yet queued on it; 0 when unknown. */
-static __always_inline __u32 peer_backlog(struct gg_bpf_flow *f, __u32 d, __u64 *peer_cookie)
+/* Bytes redirected to the peer (tp) that the kernel has not yet queued on it. */
+static __always_inline __u32 peer_backlog(struct gg_bpf_flow *f, __u32 d, struct tcp_sock *tp)
 {
-	struct bpf_sock *sk = bpf_map_lookup_elem(&socks, peer_cookie);
-	struct tcp_sock *tp;
-	__u32 queued, owed, pending = 0;
+	__u32 p = (d & 1) ^ 1;
+	__u32 seq = tp->write_seq;
+	__u32 queued, owed, pending;
 
-	if (!sk)
-		return 0;
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (tp) {
-		__u32 p = 1 - d;
-		__u32 seq = tp->write_seq;
-
-		if (p < 2) {
-			if (!f->based[p]) {
-				/* userspace writes before the first redirect are already in write_seq */
-				f->base_seq[p] = seq - (__u32)f->user_bytes[d];
-				f->based[p] = 1;
-			}
-			queued = seq - f->base_seq[p];
-			owed = (__u32)f->bytes[d] + (__u32)f->user_bytes[d];
-			pending = owed - queued;
-			if ((__s32)pending < 0)
-				pending = 0;
-		}
+	if (!f->based[p]) {
+		/* userspace writes before the first redirect are already in write_seq */
+		f->base_seq[p] = seq - (__u32)f->user_bytes[d & 1];
+		f->based[p] = 1;
 	}
-	bpf_sk_release(sk);
-	return pending;
+	queued = seq - f->base_seq[p];
+	owed = (__u32)f->bytes[d & 1] + (__u32)f->user_bytes[d & 1];
+	pending = owed - queued;
+	return (__s32)pending < 0 ? 0 : pending;
+}
+
+static __always_inline int pass(struct gg_bpf_flow *f, __u32 d, struct __sk_buff *skb, __u32 reason)
+{
+	__sync_fetch_and_add(&f->pass_bytes[d & 1], skb->len);
+	count(reason, 1);
+	return SK_PASS;
 }
 
 SEC("sk_skb")
@@ -120,8 +114,10 @@ int gg_verdict(struct __sk_buff *skb)
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct gg_bpf_end *end = bpf_map_lookup_elem(&ends, &cookie);
 	struct gg_bpf_flow *f;
+	struct bpf_sock *sk;
+	struct tcp_sock *tp;
+	__u32 d, mode, backlog = 0;
 	__u64 peer;
-	__u32 d, mode;
 
 	if (!end) {
 		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
@@ -134,26 +130,30 @@ int gg_verdict(struct __sk_buff *skb)
 		return SK_PASS;
 	}
 	mode = f->mode[d];
-	/* ARMED: every byte passed so far is written out by userspace, so redirecting now cannot reorder. */
-	if (mode == GG_BPF_FLOW_ARMED && f->user_bytes[d] == f->pass_bytes[d]) {
-		f->mode[d] = GG_BPF_FLOW_REDIRECT;
-		mode = GG_BPF_FLOW_REDIRECT;
+	/* ARMED redirects only once every byte passed so far is written out by userspace: no reordering. */
+	if (mode == GG_BPF_FLOW_PASS || (mode == GG_BPF_FLOW_ARMED && f->user_bytes[d] != f->pass_bytes[d]))
+		return pass(f, d, skb, GG_BPF_STAT_PASS_MODE);
+	peer = f->cookie[d ^ 1];
+	sk = bpf_map_lookup_elem(&socks, &peer);
+	if (!sk) {
+		/* The peer has not joined yet (or has left): a redirect would drop the bytes, so userspace relays them
+		 * and the direction re-arms behind them. */
+		f->mode[d] = GG_BPF_FLOW_ARMED;
+		return pass(f, d, skb, GG_BPF_STAT_NO_PEER);
 	}
-	if (mode != GG_BPF_FLOW_REDIRECT) {
-		__sync_fetch_and_add(&f->pass_bytes[d], skb->len);
-		count(GG_BPF_STAT_PASS_MODE, 1);
-		return SK_PASS;
-	}
-	peer = f->cookie[1 - d];
-	if (peer_backlog(f, d, &peer) > GG_BPF_STALL_LIMIT) {
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (tp)
+		backlog = peer_backlog(f, d, tp);
+	bpf_sk_release(sk);
+	if (backlog > GG_BPF_STALL_LIMIT) {
 		/* The peer does not read: hand this direction to userspace, whose relay has back-pressure, until it has
 		 * caught up and re-arms it. */
 		f->mode[d] = GG_BPF_FLOW_PASS;
 		f->stalls[d]++;
-		__sync_fetch_and_add(&f->pass_bytes[d], skb->len);
-		count(GG_BPF_STAT_STALL, 1);
-		return SK_PASS;
+		return pass(f, d, skb, GG_BPF_STAT_STALL);
 	}
+	if (mode == GG_BPF_FLOW_ARMED)
+		f->mode[d] = GG_BPF_FLOW_REDIRECT;
 	__sync_fetch_and_add(&f->bytes[d], skb->len);
 	__sync_fetch_and_add(&f->events[d], 1);
 	count(GG_BPF_STAT_REDIRECT, 1);

@@ -4,6 +4,8 @@
 #include "gridgate/bpf.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <linux/sockios.h>
@@ -48,6 +50,7 @@ static struct gg_bpf_flow *flow_tab; /* the mmapped `flows` array */
 static size_t flow_len;
 static pthread_mutex_t flow_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t flow_free[GG_BPF_MAX_FLOWS], n_free; /* free slots, a stack */
+static int fd_pin_dir = -1; /* flock'ed: one gridgate per pin path, or two would share one flows table */
 static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1;
 static _Atomic int splice_on;
 static _Atomic uint64_t spliced_streams, spliced_bytes;
@@ -149,6 +152,15 @@ static int load(const char *pin_path, const char **what)
         *what = "bpffs";
         return rc;
     }
+    fd_pin_dir = open(pin_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_pin_dir == -1 || flock(fd_pin_dir, LOCK_EX | LOCK_NB) == -1) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        *what = "pin path in use by another gridgate";
+        if (fd_pin_dir != -1)
+            close(fd_pin_dir);
+        fd_pin_dir = -1;
+        return rc;
+    }
     int reused = check_pinned(pin_path);
     if (reused < 0) {
         *what = "removing stale pinned maps";
@@ -208,6 +220,9 @@ static int load(const char *pin_path, const char **what)
             pin_path, GG_BPF_ABI_VERSION);
     return 0;
 cleanup:
+    if (fd_pin_dir != -1)
+        close(fd_pin_dir);
+    fd_pin_dir = -1;
     if (view != NULL)
         munmap(view, view_len);
     view = NULL;
@@ -237,6 +252,10 @@ int gg_bpf_init(int mode, const char *pin_path)
     libbpf_set_print(silent_print);
     const char *what = "";
     int rc = load(pin_path ? pin_path : "/sys/fs/bpf/gridgate", &what);
+    if (rc != 0 && fd_pin_dir != -1) {
+        close(fd_pin_dir);
+        fd_pin_dir = -1;
+    }
     if (rc != 0) {
         if (mode == GG_BPF_ON) {
             gg_error("bpf: --bpf on but the kernel assist cannot load (%s: %s)", what, strerror(-rc));
@@ -245,7 +264,12 @@ int gg_bpf_init(int mode, const char *pin_path)
         gg_info("bpf: kernel assist unavailable (%s: %s); the data plane runs in userspace", what, strerror(-rc));
         return 0;
     }
-    atomic_store(&splice_on, 1);
+    /* Splicing is taken only when asked for: under parallel load, bytes that reach a socket at the moment it joins
+     * the sockhash were seen to go astray (tests/unit/control_bpf.c, GG_STRESS_EARLY=1), so auto publishes the maps
+     * and keeps relaying in userspace. */
+    atomic_store(&splice_on, mode == GG_BPF_ON);
+    if (mode != GG_BPF_ON)
+        gg_info("bpf: sockmap splicing needs --bpf on; relaying upgraded connections in userspace");
     gg_bpf_sync();
     return 0;
 }
@@ -265,6 +289,9 @@ void gg_bpf_shutdown(void)
     flow_tab = NULL;
     gridgate__destroy(skel);
     skel = NULL;
+    if (fd_pin_dir != -1)
+        close(fd_pin_dir);
+    fd_pin_dir = -1;
     fd_flows = fd_ends = fd_socks = fd_models = -1;
 }
 
