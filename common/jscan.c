@@ -4,6 +4,7 @@
  * this scanner checks (integers past 18 digits, reals that could overflow) it gives up instead. */
 #include "gridgate/jscan.h"
 
+#include <jansson.h>
 #include <string.h>
 
 void gg_jscan_init(gg_jscan_t *s, const char *buf, size_t len)
@@ -335,4 +336,17 @@ int gg_jstr_is(const gg_jstr_t *s, const char *lit)
 {
     size_t n = strlen(lit);
     return !s->escaped && s->len == n && memcmp(s->raw, lit, n) == 0;
+}
+
+int gg_json_check(const char *buf, size_t len)
+{
+    gg_jscan_t s;
+    gg_jval_t v;
+    gg_jscan_init(&s, buf, len);
+    if (gg_jscan_value(&s, &v) == 0 && (v.type == GG_JOBJECT || v.type == GG_JARRAY) && gg_jscan_skip(&s) == 0 &&
+        gg_jscan_finish(&s) == 0)
+        return 1;
+    json_t *j = json_loadb(buf, len, 0, NULL);
+    json_decref(j);
+    return j != NULL;
 }

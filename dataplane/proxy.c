@@ -19,6 +19,7 @@
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/dialect.h"
+#include "gridgate/jscan.h"
 #include "gridgate/gzip.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
@@ -353,15 +354,12 @@ static void respond_buffered(call_t *c)
     int want_base64 = c->ri.ep == GG_EP_EMBED && c->ri.dialect == GG_DIALECT_OPENAI && c->ri.encoding_base64;
     if (!c->translate) {
         /* Passed through as it came, but never a broken body under a 200. */
-        json_error_t jerr;
-        json_t *j = json_loadb(c->pending.base, c->pending.len, 0, &jerr);
-        if (j == NULL) {
+        if (!gg_json_check(c->pending.base, c->pending.len)) {
             c->error = "invalid JSON from backend";
             respond_upstream_error(c, 502, "the backend answered with a body that is not valid JSON");
             gg_buf_free(&raw);
             return;
         }
-        json_decref(j);
         if (raw.base != NULL)
             gg_respond_gzipped(c->req, c->up_status, "application/json", raw.base, raw.len);
         else

@@ -49,6 +49,12 @@ int gg_jscan_drop(gg_jscan_t *s, const gg_jval_t *v);
 /** After the top-level value: 0 if only whitespace remains. */
 int gg_jscan_finish(gg_jscan_t *s);
 
+/**
+ * 1 when jansson (flags 0) would accept the document (an object or array, nothing after it), else 0.
+ * The scanner decides; jansson is asked only about what the scanner does not vouch for.
+ */
+int gg_json_check(const char *buf, size_t len);
+
 /** 1 when the string, decoded, equals the NUL-terminated `lit` (escaped strings never match). */
 int gg_jstr_is(const gg_jstr_t *s, const char *lit);
 

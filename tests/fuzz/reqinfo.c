@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gridgate/dialect.h"
+#include "gridgate/jscan.h"
 #include "gridgate/reqinfo.h"
 
 static int same_str(const char *a, const char *b)
@@ -20,6 +21,10 @@ static void differential(enum gg_dialect d, enum gg_endpoint ep, const char *bod
 {
     gg_reqinfo_t a, b;
     char ea[256] = "", eb[256] = "";
+    json_t *j = json_loadb(body, len, 0, NULL);
+    if (gg_json_check(body, len) != (j != NULL)) /* the scanner vouched for what jansson refuses */
+        abort();
+    json_decref(j);
     int ra = gg_reqinfo_parse_scan(&a, d, ep, body, len, ea, sizeof(ea));
     int rb = gg_reqinfo_parse_tree(&b, d, ep, body, len, eb, sizeof(eb));
     if (ra != 1) {
