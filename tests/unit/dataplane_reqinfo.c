@@ -254,4 +254,105 @@ static void test_edits(void)
     gg_reqinfo_dispose(&ri);
 }
 
-TEST_MAIN(test_openai_chat, test_ollama, test_openai_other, test_errors, test_limits, test_edits)
+/* The scanner decides these bodies itself (no jansson), with the jansson path's verdict, message and fields. */
+static void test_scan_matches_tree(void)
+{
+    static const struct {
+        enum gg_dialect d;
+        enum gg_endpoint ep;
+        const char *body;
+    } cases[] = {
+        {GG_DIALECT_OPENAI, GG_EP_CHAT,
+         "{\"model\":\"llama3\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":"
+         "[{\"type\":\"text\",\"text\":\"What \\u00e9?\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}],"
+         "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":64,\"user\":\"alice\",\"temperature\":0.7}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hÃ©llo\"}],"
+                                        "\"max_tokens\":5,\"max_completion_tokens\":null}"},
+        {GG_DIALECT_OLLAMA, GG_EP_CHAT, "{\"model\":\"llava\",\"messages\":[{\"role\":\"user\",\"content\":\"d\",\"images\":"
+                                        "[\"a\",\"b\"]}],\"options\":{\"num_predict\":100,\"num_ctx\":4096}}"},
+        {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"prompt\":\"\",\"keep_alive\":\"0s\"}"},
+        {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"keep_alive\":0.0}"},
+        {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"system\":\"s\",\"suffix\":\"t\",\"images\":[1]}"},
+        {GG_DIALECT_OPENAI, GG_EP_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"abcd\",[1,2],3,4.5]}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"prompt\":[\"not counted for chat\"],\"messages\":[]}"},
+        {GG_DIALECT_OPENAI, GG_EP_EMBED, "{\"model\":\"e\",\"input\":[[1,2,3],[4,5]],\"encoding_format\":\"base64\"}"},
+        {GG_DIALECT_OLLAMA, GG_EP_SHOW, "{\"name\":\"llama3\"}"},
+        {GG_DIALECT_OLLAMA, GG_EP_SHOW, "{\"model\":null,\"name\":\"llama3\"}"},
+        {GG_DIALECT_OLLAMA, GG_EP_EMBED_LEGACY, "{\"model\":\"e\",\"prompt\":\"12345678\"}"},
+        /* errors, in the order the jansson path checks */
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"messages\":[]}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":7,\"messages\":[]}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"\",\"messages\":[]}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\"}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":{}}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"u\"},\"hi\",{}]}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"u\",\"content\":5}],\"stream\":1}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"u\",\"content\":5}]}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":[],\"max_tokens\":1.5,\"temperature\":\"hot\"}"},
+        {GG_DIALECT_OPENAI, GG_EP_COMPLETION, "{\"model\":\"m\",\"prompt\":{}}"},
+        {GG_DIALECT_OPENAI, GG_EP_EMBED, "{\"model\":\"m\"}"},
+        {GG_DIALECT_OLLAMA, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"u\",\"content\":[],\"images\":1}]}"},
+        {GG_DIALECT_OLLAMA, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"u\",\"images\":\"x\"}]}"},
+        {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"a\"]}"},
+        {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"options\":{\"num_predict\":\"ten\"}}"},
+        {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"keep_alive\":[]}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        gg_reqinfo_t a, b;
+        char ea[256] = "", eb[256] = "";
+        const char *body = cases[i].body;
+        int ra = gg_reqinfo_parse_scan(&a, cases[i].d, cases[i].ep, body, strlen(body), ea, sizeof(ea));
+        int rb = gg_reqinfo_parse_tree(&b, cases[i].d, cases[i].ep, body, strlen(body), eb, sizeof(eb));
+        CHECK_EQ_INT(ra, rb);
+        CHECK_EQ_STR(ea, eb);
+        if (ra == 0 && rb == 0) {
+            CHECK(a.root == NULL); /* no tree until something needs one */
+            CHECK_EQ_STR(a.model, b.model);
+            CHECK_EQ_STR(a.user ? a.user : "-", b.user ? b.user : "-");
+            CHECK_EQ_INT(a.stream, b.stream);
+            CHECK_EQ_INT(a.include_usage, b.include_usage);
+            CHECK_EQ_INT(a.max_tokens, b.max_tokens);
+            CHECK_EQ_INT(a.prompt_tokens_est, b.prompt_tokens_est);
+            CHECK_EQ_INT(a.is_load_unload, b.is_load_unload);
+            CHECK_EQ_INT(a.is_unload, b.is_unload);
+            CHECK_EQ_INT(a.encoding_base64, b.encoding_base64);
+            CHECK(json_equal(gg_reqinfo_root(&a), b.root));
+            gg_reqinfo_dispose(&a);
+            gg_reqinfo_dispose(&b);
+        }
+    }
+    /* what the scanner leaves to jansson: malformed JSON, escaped keys, duplicate keys it reads */
+    gg_reqinfo_t ri;
+    CHECK_EQ_INT(gg_reqinfo_parse_scan(&ri, GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",", 12, err, sizeof(err)), 1);
+    const char *esc = "{\"mod\\u0065l\":\"m\",\"messages\":[]}";
+    CHECK_EQ_INT(gg_reqinfo_parse_scan(&ri, GG_DIALECT_OPENAI, GG_EP_CHAT, esc, strlen(esc), err, sizeof(err)), 1);
+    CHECK_EQ_INT(parse(&ri, GG_DIALECT_OPENAI, GG_EP_CHAT, esc), 0);
+    CHECK_EQ_STR(ri.model, "m");
+    gg_reqinfo_dispose(&ri);
+    const char *dup = "{\"model\":\"a\",\"model\":\"b\",\"messages\":[]}";
+    CHECK_EQ_INT(gg_reqinfo_parse_scan(&ri, GG_DIALECT_OPENAI, GG_EP_CHAT, dup, strlen(dup), err, sizeof(err)), 1);
+    CHECK_EQ_INT(parse(&ri, GG_DIALECT_OPENAI, GG_EP_CHAT, dup), 0);
+    CHECK_EQ_STR(ri.model, "b"); /* jansson: the last one wins */
+    gg_reqinfo_dispose(&ri);
+}
+
+/* A reqinfo handed on with gg_reqinfo_move keeps its names, though they live inside the struct. */
+static void test_move(void)
+{
+    gg_reqinfo_t *src = malloc(sizeof(*src)), dst;
+    const char *body = "{\"model\":\"m1\",\"messages\":[],\"user\":\"bob\"}";
+    CHECK_EQ_INT(gg_reqinfo_parse(src, GG_DIALECT_OPENAI, GG_EP_CHAT, body, strlen(body), err, sizeof(err)), 0);
+    gg_reqinfo_move(&dst, src);
+    memset(src, 0x55, sizeof(*src));
+    free(src);
+    CHECK_EQ_STR(dst.model, "m1");
+    CHECK_EQ_STR(dst.user, "bob");
+    gg_reqinfo_set_model(&dst, "m2");
+    size_t len;
+    char *s = gg_reqinfo_serialize(&dst, &len);
+    CHECK_EQ_STR(s, "{\"model\":\"m2\",\"messages\":[],\"user\":\"bob\"}");
+    free(s);
+    gg_reqinfo_dispose(&dst);
+}
+
+TEST_MAIN(test_openai_chat, test_ollama, test_openai_other, test_errors, test_limits, test_edits, test_scan_matches_tree, test_move)
