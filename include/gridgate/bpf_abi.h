@@ -22,7 +22,7 @@
 
 /* A spliced socket pair lets at most this many redirected bytes wait in the kernel for a peer that does not read;
  * beyond it that direction falls back to the userspace relay, which has back-pressure. */
-#define GG_BPF_STALL_LIMIT (4u << 20)
+#define GG_BPF_STALL_LIMIT (16u << 20)
 
 /* meta (ARRAY, 1 entry) */
 struct gg_bpf_meta {
