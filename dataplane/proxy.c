@@ -191,6 +191,17 @@ static void watch(call_t *c)
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
     if (sock == NULL)
         return;
+    /* h2o keeps an HTTP/1 body inside the socket's input buffer, which a read may move: keep a copy. */
+    if (req->entity.base != NULL && req->entity.len != 0) {
+        char *copy = h2o_mem_alloc_pool(&req->pool, req->entity.len);
+        memcpy(copy, req->entity.base, req->entity.len);
+        for (int d = 0; d < 2; d++)
+            if (c->body[d] == req->entity.base)
+                c->body[d] = copy;
+        if (c->ri.body == req->entity.base)
+            c->ri.body = copy;
+        req->entity.base = copy;
+    }
     c->watched = sock;
     c->watched_data = sock->data;
     sock->data = c;
@@ -783,8 +794,9 @@ void gg_proxy_start(h2o_req_t *req, gg_tenant_t *tenant, gg_reqinfo_t *ri, const
     }
     c->rl_charged = 1;
     try_next(c);
-    /* Most answers start within milliseconds; watching costs two epoll_ctl calls, so only requests that
-     * wait (queue, prefill, model load) get watched. */
+    /* Watched from the start: h2o's HTTP/1 code stops reading the client in this loop iteration and starts
+     * again in the one that completes the response, so keeping the socket readable across the wait saves
+     * that epoll_ctl pair (two syscalls per request) and notices a hang-up at once. */
     if (!c->final_sent && !c->head_sent)
-        h2o_timeout_link(c->w->loop, &c->w->watch_timeout, &c->watch_timer);
+        watch(c);
 }
