@@ -315,7 +315,7 @@ static void fill(struct gg_bpf_backend *v, const gg_backend_t *b)
     v->tokens_per_s = atomic_load(&b->tokens_per_s);
     v->consecutive_failures = atomic_load(&b->consecutive_failures);
     v->port = b->port;
-    snprintf(v->name, sizeof(v->name), "%s", b->name);
+    memcpy(v->name, b->name, strnlen(b->name, sizeof(v->name) - 1));
 }
 
 static void sync_models(void)
@@ -335,7 +335,7 @@ static void sync_models(void)
     for (size_t i = 0; i < t->n; i++) {
         struct gg_bpf_model_key key = {0};
         struct gg_bpf_model v = {0};
-        snprintf(key.name, sizeof(key.name), "%s", t->e[i].name);
+        memcpy(key.name, t->e[i].name, strnlen(t->e[i].name, sizeof(key.name) - 1));
         for (int w = 0; w < GG_BPF_BACKEND_WORDS; w++) {
             v.served[w] = t->e[i].served[w];
             v.loaded[w] = t->e[i].loaded[w];

@@ -46,7 +46,6 @@ struct gg_tunnel {
     const char *end_reason;
     uint64_t drain_polls;
     h2o_loop_t *loop;
-    h2o_timeout_t poll_list;
     h2o_timeout_entry_t poll;
 };
 
@@ -71,7 +70,6 @@ static void finish(gg_tunnel_t *t, const char *reason)
     if (t->mode == SPLICED) {
         if (h2o_timeout_is_linked(&t->poll))
             h2o_timeout_unlink(&t->poll);
-        h2o_timeout_dispose(t->loop, &t->poll_list);
         uint64_t k0 = __atomic_load_n(&t->f->bytes[0], __ATOMIC_ACQUIRE), k1 = __atomic_load_n(&t->f->bytes[1], __ATOMIC_ACQUIRE);
         t->stats.bytes[0] += k0;
         t->stats.bytes[1] += k1;
@@ -98,7 +96,7 @@ static int side_of(gg_tunnel_t *t, h2o_socket_t *sock)
 
 static void on_read(h2o_socket_t *sock, const char *err);
 static void on_write_done(h2o_socket_t *sock, const char *err);
-static void try_splice(gg_tunnel_t *t);
+static int try_splice(gg_tunnel_t *t);
 static int pump_spliced(gg_tunnel_t *t, int i);
 
 /* Moves direction i forward: writes what sock[i] has buffered, else reads more, else ends the tunnel at EOF.
@@ -117,10 +115,8 @@ static int pump(gg_tunnel_t *t, int i)
             finish(t, eof_reason[i]);
             return 1;
         }
-        if (t->mode == SPLICE_PENDING) {
-            try_splice(t);
-            return t->closed;
-        }
+        if (t->mode == SPLICE_PENDING)
+            return try_splice(t);
         h2o_socket_read_start(src, on_read);
         return 0;
     }
@@ -193,10 +189,21 @@ static int drained(gg_tunnel_t *t, int i)
     return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE;
 }
 
+/* One drain-poll list per loop, shared by its tunnels and never disposed: a tunnel that ends inside the list's own
+ * run must not free the list being walked. */
+static __thread struct {
+    h2o_loop_t *loop;
+    h2o_timeout_t list;
+} drain_poll;
+
 static void arm_poll(gg_tunnel_t *t)
 {
+    if (drain_poll.loop != t->loop) {
+        h2o_timeout_init(t->loop, &drain_poll.list, DRAIN_POLL_MS);
+        drain_poll.loop = t->loop;
+    }
     if (!h2o_timeout_is_linked(&t->poll))
-        h2o_timeout_link(t->loop, &t->poll_list, &t->poll);
+        h2o_timeout_link(t->loop, &drain_poll.list, &t->poll);
 }
 
 /* Which side ended it: a sockmap error can surface on the socket opposite the one that closed, so ask both. */
@@ -211,42 +218,42 @@ static const char *end_reason(gg_tunnel_t *t)
     return t->end_reason;
 }
 
-/* Spliced end: both directions drain (what either side sent reaches the other) before both close. */
-static void check_end(gg_tunnel_t *t)
+/* Spliced end: both directions drain (what either side sent reaches the other) before both close. Returns 1 when the
+ * tunnel is gone. */
+static int check_end(gg_tunnel_t *t)
 {
     int done = 1;
-    for (int k = 0; k < 2 && !t->closed; k++) {
+    for (int k = 0; k < 2; k++) {
         if (t->inflight[k] != 0) {
             done = 0;
         } else if (t->sock[k]->input->size != 0) {
             done = 0;
-            pump_spliced(t, k);
+            pump_spliced(t, k); /* while ending it only writes, never ends the tunnel */
         } else if (!drained(t, k)) {
             done = 0;
         }
     }
-    if (t->closed)
-        return;
     if (done) {
         finish(t, end_reason(t));
-        return;
+        return 1;
     }
     if (++t->drain_polls > DRAIN_MAX_MS / DRAIN_POLL_MS) {
         finish(t, "drain timed out");
-        return;
+        return 1;
     }
     arm_poll(t);
+    return 0;
 }
 
-static void begin_end(gg_tunnel_t *t, int i, const char *reason)
+static int begin_end(gg_tunnel_t *t, const char *reason)
 {
     if (t->ending)
-        return;
+        return 0;
     t->ending = 1;
     t->end_reason = reason;
     for (int k = 0; k < 2; k++)
         h2o_socket_read_stop(t->sock[k]);
-    check_end(t);
+    return check_end(t);
 }
 
 static int pump_spliced(gg_tunnel_t *t, int i)
@@ -258,10 +265,8 @@ static int pump_spliced(gg_tunnel_t *t, int i)
     if (src->input->size == 0) {
         if (t->ending)
             return 0; /* check_end polls */
-        if (t->eof[i]) {
-            begin_end(t, i, eof_reason[i]);
-            return t->closed;
-        }
+        if (t->eof[i])
+            return begin_end(t, eof_reason[i]);
         /* Caught up after a stall: let the verdict take the direction back once all it passed is written out. */
         if (__atomic_load_n(&t->f->mode[i], __ATOMIC_ACQUIRE) == GG_BPF_FLOW_PASS)
             __atomic_store_n(&t->f->mode[i], GG_BPF_FLOW_ARMED, __ATOMIC_RELEASE);
@@ -288,15 +293,16 @@ static void on_poll(h2o_timeout_entry_t *e)
         check_end(t);
         return;
     }
-    if (pump_spliced(t, 0) == 0 && !t->closed)
+    if (pump_spliced(t, 0) == 0)
         pump_spliced(t, 1);
 }
 
-/* Both input buffers are flushed and neither socket is being read: hand the pair to the kernel. */
-static void try_splice(gg_tunnel_t *t)
+/* Both input buffers are flushed and neither socket is being read: hand the pair to the kernel. Returns 1 when the
+ * tunnel is gone. */
+static int try_splice(gg_tunnel_t *t)
 {
     if (t->inflight[0] || t->inflight[1] || t->sock[0]->input->size || t->sock[1]->input->size)
-        return;
+        return 0;
     /* Bytes already in a receive queue are relayed by us first: bytes that meet a socket's joining the sockhash are
      * the fragile part of the hand-off (see tests/unit/control_bpf.c, GG_STRESS_EARLY), so keep that window small. */
     int pending = 0;
@@ -308,7 +314,7 @@ static void try_splice(gg_tunnel_t *t)
         }
     }
     if (pending)
-        return;
+        return 0;
     int64_t q0 = gg_bpf_queued(fd_of(t->sock[0])), q1 = gg_bpf_queued(fd_of(t->sock[1]));
     int rc = q0 < 0 ? (int)q0 : q1 < 0 ? (int)q1 : gg_bpf_splice_add(fd_of(t->sock[0]), fd_of(t->sock[1]), GG_BPF_FLOW_TUNNEL, &t->flow);
     if (rc != 0) {
@@ -320,11 +326,12 @@ static void try_splice(gg_tunnel_t *t)
         t->base[0] = q0;
         t->base[1] = q1;
         t->loop = h2o_socket_get_loop(t->sock[0]);
-        h2o_timeout_init(t->loop, &t->poll_list, DRAIN_POLL_MS);
         t->poll.cb = on_poll;
     }
-    for (int i = 0; i < 2 && !t->closed; i++)
-        pump(t, i);
+    for (int i = 0; i < 2; i++)
+        if (pump(t, i))
+            return 1;
+    return 0;
 }
 
 gg_tunnel_t *gg_tunnel_start(h2o_socket_t *a, h2o_socket_t *b, gg_tunnel_on_close_cb on_close, void *ctx)
@@ -346,8 +353,7 @@ gg_tunnel_t *gg_tunnel_start(h2o_socket_t *a, h2o_socket_t *b, gg_tunnel_on_clos
         h2o_socket_read_stop(b);
     }
     /* Neither call can end the tunnel: EOF is only ever learnt from a read, which comes later. */
-    pump(t, 0);
-    if (!t->closed)
+    if (pump(t, 0) == 0)
         pump(t, 1);
     return t;
 }

@@ -3,6 +3,7 @@
 // log line "listening on http://HOST:PORT" (the contract every server binary of this project keeps).
 import { spawn } from 'node:child_process';
 import { after } from 'node:test';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -86,9 +87,21 @@ export function enginesim(flavor, models = ['llama3'], extra = []) {
   return startProcess(bin('enginesim'), ['--listen', '127.0.0.1:0', '--flavor', flavor, '--models', models.join(','), ...extra]);
 }
 
-/** Starts build/gridgate on a free loopback port with the given extra arguments. */
-export function gridgate(args = [], opts = {}) {
-  return startProcess(bin('gridgate'), ['--listen', '127.0.0.1:0', '--bpf', process.env.GG_BPF || 'off', ...args], opts);
+/** Starts build/gridgate on a free loopback port with the given extra arguments. With GG_BPF set, each daemon gets
+ * its own --pin-path (one gridgate per pin path), removed when it stops. */
+let pinSeq = 0;
+export async function gridgate(args = [], opts = {}) {
+  const pin = process.env.GG_BPF && !args.includes('--pin-path') ? `/sys/fs/bpf/gg-test-${process.pid}-${pinSeq++}` : null;
+  const p = await startProcess(bin('gridgate'),
+    ['--listen', '127.0.0.1:0', '--bpf', process.env.GG_BPF || 'off', ...(pin ? ['--pin-path', pin] : []), ...args], opts);
+  if (pin) {
+    const stop = p.stop.bind(p);
+    p.stop = async (...a) => {
+      await stop(...a);
+      fs.rmSync(pin, { recursive: true, force: true });
+    };
+  }
+  return p;
 }
 
 /** One HTTP request; resolves {status, headers, body (string), json (parsed or undefined)}. */
