@@ -130,7 +130,7 @@ static uint32_t burst_of(int slot, uint32_t cap)
     uint32_t k = atomic_load_explicit(&gg_backends[slot].kind, memory_order_relaxed);
     if (k != GG_ENGINE_VLLM && k != GG_ENGINE_SGLANG)
         return 0;
-    return cap >= 4 ? cap / 4 : 1;
+    return cap >= 2 ? cap / 2 : 1;
 }
 
 /* Sum of the weights of tenants that queue or run at this backend, counting `also` as one of them. */

@@ -11,7 +11,7 @@
  * picks the backend first (least loaded of those serving the model); a request then waits for that one.
  *
  * On batching engines (vLLM, SGLang) the cap is a latency knee, not a hard limit: a tenant below its
- * weighted share may take up to cap/4 (at least 1) slots beyond it, so a quiet tenant does not wait for a
+ * weighted share may take up to cap/2 (at least 1) slots beyond it, so a quiet tenant does not wait for a
  * flooder's stream to end. Engines whose cap is a hard slot count (llama.cpp, Ollama, ...) get no such burst.
  *
  * Threads: any worker may free a slot. The request chosen to take it is resumed on its own worker through

@@ -178,18 +178,19 @@ static void test_cancel(void)
 
 static void test_burst_for_under_share(void)
 {
-    /* vLLM, cap 4 -> 1 burst slot. The flooder fills the cap and queues; the quiet tenant, under its share,
-     * gets the burst slot at once; the flooder never does. */
+    /* vLLM, cap 4 -> 2 burst slots. The flooder fills the cap and queues; the quiet tenant, under its share,
+     * gets a burst slot at once; the flooder never does. */
     setup("[{\"name\":\"flood\"},{\"name\":\"quiet\"}]", GG_ENGINE_VLLM, 4, 100);
     for (int i = 0; i < 4; i++)
         CHECK_EQ_INT(submit("flood", "F", 80, NULL, NULL), 0);
     CHECK_EQ_INT(submit("flood", "F", 80, NULL, NULL), 1);
     CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 0);
-    CHECK_EQ_INT(atomic_load(&gg_backends[0].inflight), 5);
-    CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 1); /* only one burst slot */
-    release_n("quiet", 1);                                 /* in-flight 4 = cap: the next one goes by DRR, quiet is first in turn */
+    CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 0);
+    CHECK_EQ_INT(atomic_load(&gg_backends[0].inflight), 6);
+    CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 1); /* only two burst slots */
+    release_n("quiet", 1);                                 /* the burst slot goes to quiet again, not to the flooder */
     CHECK_EQ_STR(order, "Q");
-    release_n("flood", 1); /* back at the cap: the flooder, over its share, may not take the burst slot */
+    release_n("quiet", 2); /* in-flight 4 = cap: the flooder, over its share, may not take a burst slot */
     CHECK_EQ_STR(order, "Q");
     release_n("flood", 1); /* below the cap: work-conserving, the flooder's queued request goes */
     CHECK_EQ_STR(order, "QF");
