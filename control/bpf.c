@@ -50,7 +50,7 @@ static struct gg_bpf_flow *flow_tab; /* the mmapped `flows` array */
 static size_t flow_len;
 static pthread_mutex_t flow_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t flow_free[GG_BPF_MAX_FLOWS], n_free; /* free slots, a stack */
-static int fd_pin_dir = -1; /* flock'ed: one gridgate per pin path, or two would share one flows table */
+static int fd_pin_dir = -1;                          /* flock'ed: one gridgate per pin path, or two would share one flows table */
 static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1;
 static _Atomic int splice_on;
 static _Atomic uint64_t spliced_streams, spliced_bytes;
@@ -90,8 +90,7 @@ static void render_metrics(gg_buf_t *out)
                    "# TYPE gridgate_spliced_bytes_total counter\ngridgate_spliced_bytes_total %llu\n"
                    "# HELP gridgate_bpf_enabled 1 when the kernel assist is loaded.\n"
                    "# TYPE gridgate_bpf_enabled gauge\ngridgate_bpf_enabled %d\n",
-                   (unsigned long long)gg_bpf_spliced_streams(), (unsigned long long)gg_bpf_spliced_bytes(),
-                   gg_bpf_enabled());
+                   (unsigned long long)gg_bpf_spliced_streams(), (unsigned long long)gg_bpf_spliced_bytes(), gg_bpf_enabled());
 }
 
 static int is_bpffs(const char *path)
@@ -216,8 +215,8 @@ static int load(const char *pin_path, const char **what)
     n_free = 0;
     for (uint32_t i = GG_BPF_MAX_FLOWS; i-- > 0;)
         flow_free[n_free++] = i;
-    gg_info("bpf: kernel assist on: maps %s %s (ABI %u), sockmap splice ready", reused ? "reused from" : "pinned in",
-            pin_path, GG_BPF_ABI_VERSION);
+    gg_info("bpf: kernel assist on: maps %s %s (ABI %u), sockmap splice ready", reused ? "reused from" : "pinned in", pin_path,
+            GG_BPF_ABI_VERSION);
     return 0;
 cleanup:
     if (fd_pin_dir != -1)
@@ -444,8 +443,7 @@ int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint32_t *flow)
     __atomic_thread_fence(__ATOMIC_RELEASE);
     struct gg_bpf_end ea = {.flow = slot, .dir = 0}, eb = {.flow = slot, .dir = 1};
     /* The flow and its ends exist before the sockets join, so the verdict finds them from the first byte. */
-    if (bpf_map_update_elem(fd_ends, &cookie[0], &ea, BPF_ANY) != 0 ||
-        bpf_map_update_elem(fd_ends, &cookie[1], &eb, BPF_ANY) != 0)
+    if (bpf_map_update_elem(fd_ends, &cookie[0], &ea, BPF_ANY) != 0 || bpf_map_update_elem(fd_ends, &cookie[1], &eb, BPF_ANY) != 0)
         goto fail;
     __u64 fa = (__u64)fd_a, fb = (__u64)fd_b; /* the sockhash value is 8 bytes wide */
     if (bpf_map_update_elem(fd_socks, &cookie[0], &fa, BPF_NOEXIST) != 0)

@@ -41,8 +41,8 @@ struct gg_tunnel {
     /* spliced mode */
     uint32_t flow;
     struct gg_bpf_flow *f; /* the flow's slot in the mmapped `flows` array */
-    int64_t base[2];   /* gg_bpf_queued(sock[i]) when the pair was spliced */
-    uint64_t user[2];  /* bytes userspace wrote from sock[i] to sock[1 - i] after splicing */
+    int64_t base[2];       /* gg_bpf_queued(sock[i]) when the pair was spliced */
+    uint64_t user[2];      /* bytes userspace wrote from sock[i] to sock[1 - i] after splicing */
     const char *end_reason;
     uint64_t drain_polls;
     h2o_loop_t *loop;
@@ -316,7 +316,9 @@ static int try_splice(gg_tunnel_t *t)
     if (pending)
         return 0;
     int64_t q0 = gg_bpf_queued(fd_of(t->sock[0])), q1 = gg_bpf_queued(fd_of(t->sock[1]));
-    int rc = q0 < 0 ? (int)q0 : q1 < 0 ? (int)q1 : gg_bpf_splice_add(fd_of(t->sock[0]), fd_of(t->sock[1]), GG_BPF_FLOW_TUNNEL, &t->flow);
+    int rc = q0 < 0   ? (int)q0
+             : q1 < 0 ? (int)q1
+                      : gg_bpf_splice_add(fd_of(t->sock[0]), fd_of(t->sock[1]), GG_BPF_FLOW_TUNNEL, &t->flow);
     if (rc != 0) {
         gg_debug("tunnel: not spliced (%d); relaying in userspace", rc);
         t->mode = RELAY;

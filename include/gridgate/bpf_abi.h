@@ -35,7 +35,7 @@ struct gg_bpf_meta {
  * slot, so a reader that sees the same even value before and after copying has a consistent slot. */
 struct gg_bpf_backend {
     __u32 seq;
-    __u32 id; /* registry id, unique per add: tells a reused slot from its previous backend */
+    __u32 id;    /* registry id, unique per add: tells a reused slot from its previous backend */
     __u32 state; /* enum gg_backend_state: 0 free, 1 up, 2 down, 3 draining, 4 loading, 5 half_open */
     __u32 kind;  /* enum gg_engine_kind */
     __u32 weight;
@@ -114,13 +114,13 @@ struct gg_bpf_end {
 
 /* stats (PERCPU_ARRAY): counters by reason, key = enum gg_bpf_stat */
 enum gg_bpf_stat {
-    GG_BPF_STAT_PASS_NO_FLOW,     /* skb on a socket that is in no flow */
-    GG_BPF_STAT_PASS_MODE,        /* skb passed because its direction is in PASS mode */
-    GG_BPF_STAT_REDIRECT,         /* skbs redirected */
-    GG_BPF_STAT_REDIRECT_BYTES,   /* bytes redirected */
-    GG_BPF_STAT_STALL,            /* a direction hit GG_BPF_STALL_LIMIT and fell back to userspace */
-    GG_BPF_STAT_NO_PEER,          /* the peer socket was gone from the sockhash: passed */
-    GG_BPF_STAT_MSG_BYTES,        /* bytes gridgate itself sent on member sockets (sk_msg) */
+    GG_BPF_STAT_PASS_NO_FLOW,   /* skb on a socket that is in no flow */
+    GG_BPF_STAT_PASS_MODE,      /* skb passed because its direction is in PASS mode */
+    GG_BPF_STAT_REDIRECT,       /* skbs redirected */
+    GG_BPF_STAT_REDIRECT_BYTES, /* bytes redirected */
+    GG_BPF_STAT_STALL,          /* a direction hit GG_BPF_STALL_LIMIT and fell back to userspace */
+    GG_BPF_STAT_NO_PEER,        /* the peer socket was gone from the sockhash: passed */
+    GG_BPF_STAT_MSG_BYTES,      /* bytes gridgate itself sent on member sockets (sk_msg) */
     GG_BPF_STAT_COUNT
 };
 struct gg_bpf_stat_val {

@@ -13,10 +13,10 @@
 typedef struct gg_tunnel gg_tunnel_t;
 
 typedef struct gg_tunnel_stats {
-    uint64_t bytes[2];  /* bytes[0]: relayed from side a to side b; bytes[1]: from b to a (userspace + kernel) */
+    uint64_t bytes[2];      /* bytes[0]: relayed from side a to side b; bytes[1]: from b to a (userspace + kernel) */
     uint64_t spliced_bytes; /* of those, relayed in-kernel (sockmap) */
     int spliced;            /* the pair was handed to the kernel */
-    const char *reason; /* why it ended: "closed by a", "closed by b", "error on a", ... (static string) */
+    const char *reason;     /* why it ended: "closed by a", "closed by b", "error on a", ... (static string) */
 } gg_tunnel_stats_t;
 
 /** Called once when the tunnel ends, after both sockets are closed. */

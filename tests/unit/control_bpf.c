@@ -141,8 +141,8 @@ static void run_both_ways(uint64_t total, size_t chunk)
     CHECK_EQ_INT(got, 5);
     CHECK(memcmp(early, "early", 5) == 0);
 
-    struct xfer xs[4] = {{a.outer, 0, total, chunk}, {b.outer, 0, total, 1 << 16}, {b.outer, 1, total, chunk},
-                         {a.outer, 1, total, 1 << 16}};
+    struct xfer xs[4] = {
+        {a.outer, 0, total, chunk}, {b.outer, 0, total, 1 << 16}, {b.outer, 1, total, chunk}, {a.outer, 1, total, 1 << 16}};
     pthread_t th[4];
     pthread_create(&th[0], NULL, writer, &xs[0]);
     pthread_create(&th[1], NULL, reader, &xs[1]);
@@ -294,7 +294,6 @@ static void test_stalled_reader(void)
     close(b.outer);
 }
 
-
 /* Many short spliced tunnels at once under parallel loopback load, each byte-exact both ways, each closed by a random
  * side: the proof the hand-off is right is a count of thousands, not one run. GG_STRESS_EARLY=1 also sends bytes
  * before every other hand-off (in flight while the sockets join the sockhash): that variant still loses or misroutes
@@ -405,11 +404,12 @@ static void test_stress(void)
     }
     for (int i = 0; i < STRESS_PAIRS; i++)
         if (pairs[i].a.outer >= 0)
-            fprintf(stderr, "stuck pair bad %d at %lld/%lld seed %d: len %llu/%llu sent %llu/%llu got %llu/%llu closing %d closed %d\n",
-                    pairs[i].bad, (long long)pairs[i].bad_at[0], (long long)pairs[i].bad_at[1], pairs[i].seed, (unsigned long long)pairs[i].len[0], (unsigned long long)pairs[i].len[1],
-                    (unsigned long long)pairs[i].sent[0], (unsigned long long)pairs[i].sent[1],
-                    (unsigned long long)pairs[i].got[0], (unsigned long long)pairs[i].got[1], pairs[i].closing,
-                    pairs[i].cl.calls);
+            fprintf(stderr,
+                    "stuck pair bad %d at %lld/%lld seed %d: len %llu/%llu sent %llu/%llu got %llu/%llu closing %d closed %d\n",
+                    pairs[i].bad, (long long)pairs[i].bad_at[0], (long long)pairs[i].bad_at[1], pairs[i].seed,
+                    (unsigned long long)pairs[i].len[0], (unsigned long long)pairs[i].len[1], (unsigned long long)pairs[i].sent[0],
+                    (unsigned long long)pairs[i].sent[1], (unsigned long long)pairs[i].got[0], (unsigned long long)pairs[i].got[1],
+                    pairs[i].closing, pairs[i].cl.calls);
     for (int i = 0; i < STRESS_PAIRS; i++) {
         if (pairs[i].a.outer < 0)
             continue;
@@ -418,6 +418,11 @@ static void test_stress(void)
         getsockopt(pairs[i].a.inner, SOL_SOCKET, SO_COOKIE, &ck, &cl);
         int inq = -1;
         ioctl(pairs[i].a.inner, FIONREAD, &inq);
+        struct sockaddr_in pa, pb;
+        socklen_t la = sizeof(pa), lb = sizeof(pb);
+        getsockname(pairs[i].b.outer, (struct sockaddr *)&pa, &la);
+        getpeername(pairs[i].b.inner, (struct sockaddr *)&pb, &lb);
+        fprintf(stderr, "  b.outer port %d, b.inner's peer port %d\n", ntohs(pa.sin_port), ntohs(pb.sin_port));
         int outq = -1, binq = -1;
         ioctl(pairs[i].b.inner, SIOCOUTQ, &outq);
         ioctl(pairs[i].b.outer, FIONREAD, &binq);
@@ -426,9 +431,9 @@ static void test_stress(void)
         for (uint32_t k = 0; k < GG_BPF_MAX_FLOWS; k++) {
             struct gg_bpf_flow *f = gg_bpf_flow_at(k);
             if (f->cookie[0] == ck)
-                fprintf(stderr, "  flow %u: mode %u/%u bytes %llu/%llu pass %llu/%llu user %llu/%llu stalls %u/%u\n", k,
-                        f->mode[0], f->mode[1], f->bytes[0], f->bytes[1], f->pass_bytes[0], f->pass_bytes[1],
-                        f->user_bytes[0], f->user_bytes[1], f->stalls[0], f->stalls[1]);
+                fprintf(stderr, "  flow %u: mode %u/%u bytes %llu/%llu pass %llu/%llu user %llu/%llu stalls %u/%u\n", k, f->mode[0],
+                        f->mode[1], f->bytes[0], f->bytes[1], f->pass_bytes[0], f->pass_bytes[1], f->user_bytes[0],
+                        f->user_bytes[1], f->stalls[0], f->stalls[1]);
         }
     }
     fprintf(stderr, "stress: %d tunnels finished, %d spliced, %d corrupted, %d miscounted\n", finished, spliced, bad, lost);
@@ -509,8 +514,8 @@ int main(void)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bind(listener, (struct sockaddr *)&sa, sizeof(sa));
     listen(listener, 256);
-    void (*tests[])(void) = {test_bulk, test_small_chunks, test_client_abort, test_backend_reset, test_stalled_reader,
-                             test_stress, test_pinned_reuse_and_abi};
+    void (*tests[])(void) = {test_bulk,           test_small_chunks, test_client_abort,        test_backend_reset,
+                             test_stalled_reader, test_stress,       test_pinned_reuse_and_abi};
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
         tests[i]();
     CHECK_EQ_INT(gg_tunnels_active(), 0);

@@ -145,8 +145,8 @@ static void run_streams(const char *mode, int n, double rate, double secs)
     pthread_join(tw, NULL);
     pthread_join(tr, NULL);
     double chunks = (double)(c1 - c0);
-    printf("streams %-9s %d streams x %.0f ev/s: %8.0f chunks/s  machine %6.2f us/chunk  relay thread %6.2f us/chunk\n", mode,
-           n, rate, chunks / (w1 - w0), (m1 - m0) * 1e6 / chunks, (th1 - th0) * 1e6 / chunks);
+    printf("streams %-9s %d streams x %.0f ev/s: %8.0f chunks/s  machine %6.2f us/chunk  relay thread %6.2f us/chunk\n", mode, n,
+           rate, chunks / (w1 - w0), (m1 - m0) * 1e6 / chunks, (th1 - th0) * 1e6 / chunks);
     for (int i = 0; i < n; i++) {
         close(wfd[i]);
         close(rfd[i]);
@@ -213,8 +213,8 @@ static void run_bulk(const char *mode, uint64_t mb)
     double m1 = machine_busy_s(), th1 = thread_cpu_s(), w1 = now_s();
     pthread_join(tw, NULL);
     pthread_join(tr, NULL);
-    printf("bulk    %-9s %llu MB: %8.0f MB/s     machine %6.0f us/MB     relay thread %6.0f us/MB\n", mode,
-           (unsigned long long)mb, mb / (w1 - w0), (m1 - m0) * 1e6 / mb, (th1 - th0) * 1e6 / mb);
+    printf("bulk    %-9s %llu MB: %8.0f MB/s     machine %6.0f us/MB     relay thread %6.0f us/MB\n", mode, (unsigned long long)mb,
+           mb / (w1 - w0), (m1 - m0) * 1e6 / mb, (th1 - th0) * 1e6 / mb);
     close(wa);
     close(rb);
     for (int i = 0; i < 200 && gg_tunnels_active() > 0; i++)
