@@ -263,12 +263,7 @@ int gg_bpf_init(int mode, const char *pin_path)
         gg_info("bpf: kernel assist unavailable (%s: %s); the data plane runs in userspace", what, strerror(-rc));
         return 0;
     }
-    /* Splicing is taken only when asked for: under parallel load, bytes that reach a socket at the moment it joins
-     * the sockhash were seen to go astray (tests/unit/control_bpf.c, GG_STRESS_EARLY=1), so auto publishes the maps
-     * and keeps relaying in userspace. */
-    atomic_store(&splice_on, mode == GG_BPF_ON);
-    if (mode != GG_BPF_ON)
-        gg_info("bpf: sockmap splicing needs --bpf on; relaying upgraded connections in userspace");
+    atomic_store(&splice_on, 1);
     gg_bpf_sync();
     return 0;
 }

@@ -303,8 +303,8 @@ static int try_splice(gg_tunnel_t *t)
 {
     if (t->inflight[0] || t->inflight[1] || t->sock[0]->input->size || t->sock[1]->input->size)
         return 0;
-    /* Bytes already in a receive queue are relayed by us first: bytes that meet a socket's joining the sockhash are
-     * the fragile part of the hand-off (see tests/unit/control_bpf.c, GG_STRESS_EARLY), so keep that window small. */
+    /* Bytes already in a receive queue are relayed by us first, so the kick in gg_bpf_splice_add is there only for the
+     * few that land between this check and the insertion. */
     int pending = 0;
     for (int i = 0; i < 2; i++) {
         int inq = 0;
