@@ -18,6 +18,7 @@
 #include <bpf/bpf.h>
 #include <h2o.h>
 
+#include "gridgate/backend.h"
 #include "gridgate/bpf.h"
 #include "gridgate/config.h"
 #include "gridgate/tunnel.h"
@@ -445,6 +446,35 @@ static void test_stress(void)
     CHECK_EQ_INT(spliced, runs);
 }
 
+/* the registry mirror: a slot's fields and state reach the mmapped `backends` array, its seq moves by 2 per change */
+static void test_backends_mirror(void)
+{
+    int slot = gg_backend_add("mirror-1", "http://127.0.0.1:9", GG_ENGINE_VLLM, 3, 7);
+    CHECK(slot >= 0);
+    gg_bpf_sync();
+    struct gg_bpf_backend v;
+    CHECK_EQ_INT(gg_bpf_backend_read(slot, &v), 0);
+    CHECK_EQ_STR(v.name, "mirror-1");
+    CHECK_EQ_INT(v.state, GG_BACKEND_DOWN);
+    CHECK_EQ_INT(v.weight, 3);
+    CHECK_EQ_INT(v.port, 9);
+    CHECK_EQ_INT(v.seq % 2, 0);
+    uint32_t seq = v.seq;
+    gg_bpf_sync(); /* nothing changed: seq stays */
+    CHECK_EQ_INT(gg_bpf_backend_read(slot, &v), 0);
+    CHECK_EQ_INT(v.seq, seq);
+    gg_backend_set_state(&gg_backends[slot], GG_BACKEND_UP);
+    gg_bpf_sync();
+    CHECK_EQ_INT(gg_bpf_backend_read(slot, &v), 0);
+    CHECK_EQ_INT(v.state, GG_BACKEND_UP);
+    CHECK_EQ_INT(v.seq, seq + 2);
+    gg_backend_remove("mirror-1");
+    gg_bpf_sync();
+    CHECK_EQ_INT(gg_bpf_backend_read(slot, &v), 0);
+    CHECK_EQ_INT(v.state, GG_BACKEND_FREE);
+    CHECK_EQ_INT(v.name[0], 0);
+}
+
 static int map_fd(const char *name)
 {
     char p[256];
@@ -512,8 +542,8 @@ int main(void)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bind(listener, (struct sockaddr *)&sa, sizeof(sa));
     listen(listener, 256);
-    void (*tests[])(void) = {test_bulk,           test_small_chunks, test_client_abort,        test_backend_reset,
-                             test_stalled_reader, test_stress,       test_pinned_reuse_and_abi};
+    void (*tests[])(void) = {test_bulk,           test_small_chunks, test_client_abort,    test_backend_reset,
+                             test_stalled_reader, test_stress,       test_backends_mirror, test_pinned_reuse_and_abi};
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
         tests[i]();
     CHECK_EQ_INT(gg_tunnels_active(), 0);
