@@ -10,10 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${GG_BUILD:-build}
-DUR=${BENCH_SECONDS:-40}
+DUR=${BENCH_SECONDS:-60}
 WARM=${BENCH_WARMUP:-5}
 CAP=${BENCH_CAP:-8}          # gridgate's concurrency cap for the engine (max_inflight)
-SEQS=${BENCH_SEQS:-$((CAP + CAP / 2))} # the engine's own batch limit: room for the cap/2 burst slots (vLLM's max_num_seqs is far above)
+# the engine's own batch limit: room for the cap/2 burst slots (vLLM's max_num_seqs is far above its latency knee)
+SEQS=${BENCH_SEQS:-$((CAP + CAP / 2))}
 DECODE=${BENCH_DECODE_MS:-5} # ms per decode step
 PREFILL=${BENCH_PREFILL_TPS:-5000}
 PROMPT=${BENCH_PROMPT_TOKENS:-128}
@@ -83,8 +84,9 @@ solo = flow("a", "quiet")
 print(f"\nenginesim vllm max-seqs {seqs}, decode {decode} ms/step, prefill {prefill} tok/s, prompt {prompt} words, "
       f"64-token streams; gridgate cap {cap}; {dur} s measured per arm")
 print(f"engine capacity at the cap (flooder alone, closed loop): {capacity:.0f} tokens/s\n")
-print("| arm | quiet TTFT p50 (ms) | quiet TTFT p99 (ms) | p99 / solo | quiet ok/sent | flooder tokens/s | flooder share of the capacity the quiet tenant leaves |")
-print("|---|---|---|---|---|---|---|")
+print("| arm | quiet TTFT p50 (ms) | p90 | p99 | p99 / solo | quiet ok/sent | flooder tokens/s "
+      "| flooder / capacity the quiet tenant leaves |")
+print("|---|---|---|---|---|---|---|---|")
 for arm, label in (("a", "(a) quiet alone"), ("b", "(b) + flooder, fairness off (FIFO)"), ("c", "(c) + flooder, fairness on")):
     q, f = flow(arm, "quiet"), flow(arm, "flood")
     t = q["ttft_ms"]
@@ -95,5 +97,5 @@ for arm, label in (("a", "(a) quiet alone"), ("b", "(b) + flooder, fairness off 
         share = f"{100 * goodput(f) / left:.1f}%"
     else:
         fl, share = "-", "-"
-    print(f"| {label} | {t['p50']:.1f} | {t['p99']:.1f} | {ratio:.2f}x | {q['ok']}/{q['sent']} | {fl} | {share} |")
+    print(f"| {label} | {t['p50']:.1f} | {t['p90']:.1f} | {t['p99']:.1f} | {ratio:.2f}x | {q['ok']}/{q['sent']} | {fl} | {share} |")
 PY
