@@ -97,8 +97,9 @@ export async function gridgate(args = [], opts = {}) {
   if (pin) {
     const stop = p.stop.bind(p);
     p.stop = async (...a) => {
-      await stop(...a);
+      const r = await stop(...a);
       fs.rmSync(pin, { recursive: true, force: true });
+      return r;
     };
   }
   return p;
