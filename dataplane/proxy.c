@@ -67,7 +67,6 @@ typedef struct call {
     size_t body_len[2];
     unsigned body_owned : 2; /* bit d: body[d] was malloc'd (else it is the client's own body) */
     unsigned body_edited : 1; /* the gateway changed the parsed body (alias), so it must be re-serialized */
-    h2o_timeout_entry_t watch_timer;
     enum gg_dialect up_dialect;
     int up_status;
     int streaming; /* the upstream answers SSE or NDJSON */
@@ -151,8 +150,6 @@ static gg_upstream_pool_t *pool_for(gg_worker_t *w, int slot)
  * EOF or an error means the client is gone, and the upstream request is cancelled at once. */
 static void unwatch(call_t *c)
 {
-    if (h2o_timeout_is_linked(&c->watch_timer))
-        h2o_timeout_unlink(&c->watch_timer);
     if (c->watched == NULL)
         return;
     h2o_socket_read_stop(c->watched);
@@ -758,17 +755,11 @@ static void on_dispose(void *p)
     atomic_fetch_sub_explicit(&c->w->inflight, 1, memory_order_relaxed);
 }
 
-static void on_watch_timer(h2o_timeout_entry_t *e)
-{
-    watch(H2O_STRUCT_FROM_MEMBER(call_t, watch_timer, e));
-}
-
 void gg_proxy_start(h2o_req_t *req, gg_tenant_t *tenant, gg_reqinfo_t *ri, const char *client_path, const char *model,
                     const uint64_t *served, const uint64_t *loaded, int body_edited)
 {
     call_t *c = h2o_mem_alloc_shared(&req->pool, sizeof(*c), on_dispose);
     memset(c, 0, sizeof(*c));
-    c->watch_timer.cb = on_watch_timer;
     c->body_edited = body_edited != 0;
     c->req = req;
     c->w = gg_worker_of(req);

@@ -147,7 +147,6 @@ static void *worker_main(void *arg)
     gg_worker_t *w = arg;
     w->loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, w->loop, &gg_globalconf);
-    h2o_timeout_init(w->loop, &w->watch_timeout, 20);
     gg_admission_worker_start(w);
     w->accept_ctx = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = gg_globalconf.hosts, .ssl_ctx = ssl_ctx};
     w->pools = calloc(GG_MAX_BACKENDS, sizeof(*w->pools));

@@ -343,30 +343,25 @@ void gg_tenant_metrics_init(void)
 void gg_tenant_record(const gg_tenant_t *t, int status, enum gg_reject rj, uint64_t queue_wait_us, uint64_t ttft_us, long tin,
                       long tout)
 {
+    /* Once per request: cached series, no formatting or locking (see gg_metric_series_of). */
+    static const char *const n_t[] = {"tenant"}, *const n_to[] = {"tenant", "outcome"}, *const n_tr[] = {"tenant", "reason"},
+                             *const n_td[] = {"tenant", "direction"};
     if (m_requests == NULL || t == NULL)
         return;
-    gg_buf_t l = GG_BUF_INIT, l2 = GG_BUF_INIT;
-    gg_metrics_label(&l, "tenant", t->name);
     const char *outcome = rj != GG_REJECT_NONE ? "rejected" : status == 499 ? "cancelled" : status < 400 ? "ok" : "error";
-    gg_buf_appendf(&l2, "%s,outcome=\"%s\"", l.base, outcome);
-    gg_metric_add(m_requests, l2.base, 1);
+    const char *v_t[] = {t->name}, *v_to[] = {t->name, outcome};
+    gg_series_add(gg_metric_series_of(m_requests, n_to, v_to, 2), 1);
     if (rj != GG_REJECT_NONE) {
-        gg_buf_reset(&l2);
-        gg_buf_appendf(&l2, "%s,reason=\"%s\"", l.base, gg_reject_name(rj));
-        gg_metric_add(m_rejected, l2.base, 1);
+        const char *v_tr[] = {t->name, gg_reject_name(rj)};
+        gg_series_add(gg_metric_series_of(m_rejected, n_tr, v_tr, 2), 1);
     } else {
-        gg_metric_observe(m_wait, l.base, queue_wait_us / 1e6);
+        gg_series_observe(gg_metric_series_of(m_wait, n_t, v_t, 1), queue_wait_us / 1e6);
     }
     if (ttft_us)
-        gg_metric_observe(m_ttft, l.base, ttft_us / 1e6);
-    gg_buf_reset(&l2);
-    gg_buf_appendf(&l2, "%s,direction=\"in\"", l.base);
-    gg_metric_add(m_tokens, l2.base, tin > 0 ? (uint64_t)tin : 0);
-    gg_buf_reset(&l2);
-    gg_buf_appendf(&l2, "%s,direction=\"out\"", l.base);
-    gg_metric_add(m_tokens, l2.base, tout > 0 ? (uint64_t)tout : 0);
-    gg_buf_free(&l);
-    gg_buf_free(&l2);
+        gg_series_observe(gg_metric_series_of(m_ttft, n_t, v_t, 1), ttft_us / 1e6);
+    const char *v_in[] = {t->name, "in"}, *v_out[] = {t->name, "out"};
+    gg_series_add(gg_metric_series_of(m_tokens, n_td, v_in, 2), tin > 0 ? (uint64_t)tin : 0);
+    gg_series_add(gg_metric_series_of(m_tokens, n_td, v_out, 2), tout > 0 ? (uint64_t)tout : 0);
 }
 
 uint32_t gg_tenant_cost(const gg_reqinfo_t *ri)

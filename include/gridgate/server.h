@@ -35,7 +35,6 @@ typedef struct gg_worker {
     pthread_t thread;
     uint64_t rng;                  /* xorshift state for routing choices */
     atomic_uint inflight;          /* requests started and not finished on this worker */
-    h2o_timeout_t watch_timeout;   /* how long a request waits before the proxy watches its client socket */
     struct gg_upstream_pool **pools; /* [GG_MAX_BACKENDS], created on first use, keyed by backend slot */
     uint32_t *pool_generation;     /* the backend generation each pool was created for */
     h2o_multithread_receiver_t admit_receiver; /* queued requests granted a slot by another worker resume here */
