@@ -256,6 +256,8 @@ int main(int argc, char **argv)
     gg_proxy_config.first_byte_ms = cfg.timeouts.first_byte_ms;
     gg_proxy_config.idle_ms = cfg.timeouts.idle_ms;
     gg_proxy_config.max_attempts = cfg.routing.retries + 1;
+    gg_proxy_config.affinity = cfg.routing.affinity;
+    gg_proxy_config.prefer_loaded = cfg.routing.prefer_loaded;
 
     /* Signals go to one thread that waits for them; workers never see them. */
     static sigset_t set;

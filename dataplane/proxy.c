@@ -34,7 +34,8 @@
 #define MAX_EVENT (4 * 1024 * 1024)
 
 gg_proxy_config_t gg_proxy_config = {
-    .connect_ms = 3000, .first_byte_ms = 120000, .idle_ms = 60000, .max_attempts = 3, .max_response_bytes = 64 << 20};
+    .connect_ms = 3000, .first_byte_ms = 120000, .idle_ms = 60000, .max_attempts = 3, .affinity = 1, .prefer_loaded = 1,
+    .max_response_bytes = 64 << 20};
 
 static gg_metric_t *m_requests, *m_ttft, *m_duration, *m_retries, *m_failovers, *m_tokens;
 
@@ -590,12 +591,14 @@ static void try_next(call_t *c)
         respond_upstream_error(c, 502, "every backend tried for this request failed");
         return;
     }
-    gg_route_req_t r = {.served = c->served, .loaded = c->loaded, .exclude = c->tried};
-    if (c->ri.user != NULL)
-        r.affinity = gg_route_hash(c->ri.user, strlen(c->ri.user));
-    ssize_t hi = h2o_find_header_by_str(&c->req->headers, H2O_STRLIT("x-session-id"), -1);
-    if (hi != -1)
-        r.affinity = gg_route_hash(c->req->headers.entries[hi].value.base, c->req->headers.entries[hi].value.len);
+    gg_route_req_t r = {.served = c->served, .loaded = gg_proxy_config.prefer_loaded ? c->loaded : NULL, .exclude = c->tried};
+    if (gg_proxy_config.affinity) {
+        ssize_t hi = h2o_find_header_by_str(&c->req->headers, H2O_STRLIT("x-session-id"), -1);
+        if (hi != -1)
+            r.affinity = gg_route_hash(c->req->headers.entries[hi].value.base, c->req->headers.entries[hi].value.len);
+        else if (c->ri.user != NULL && c->ri.user[0] != '\0')
+            r.affinity = gg_route_hash(c->ri.user, strlen(c->ri.user));
+    }
     int slot = gg_route_pick(&r, rand_cb, c->w);
     if (slot < 0) {
         unwatch(c);

@@ -82,7 +82,7 @@ int gg_route_pick(const gg_route_req_t *r, uint64_t (*rand)(void *), void *rand_
     int cand[GG_MAX_BACKENDS];
     uint32_t weights[GG_MAX_BACKENDS];
     uint64_t total;
-    size_t n = collect(r, r->loaded, 0, cand, weights, &total);
+    size_t n = r->loaded ? collect(r, r->loaded, 0, cand, weights, &total) : 0;
     if (n == 0) /* nobody has it loaded: prefer engines with room, so the cold load does not queue */
         n = collect(r, r->served, 1, cand, weights, &total);
     if (n == 0)
