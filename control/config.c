@@ -292,7 +292,8 @@ static const struct schema tenant_schema = {tenant_opts, sizeof(tenant_opts) / s
 
 static const struct opt routing_opts[] = {
     {"aliases", T_STRMAP, CFG(routing.aliases), CFG(routing.n_aliases), .doc = "{\"alias\": \"model\"} renames."},
-    {"affinity", T_BOOL, CFG(routing.affinity), .def = "true", .doc = "Session affinity: the same X-Session-ID (or OpenAI user) goes to the same backend while it has room."},
+    {"affinity", T_BOOL, CFG(routing.affinity), .def = "true",
+     .doc = "Session affinity: the same X-Session-ID (or OpenAI user) goes to the same backend while it has room."},
     {"prefer_loaded", T_BOOL, CFG(routing.prefer_loaded), .def = "true", .doc = "Prefer backends that have the model in memory."},
     {"retries", T_U32, CFG(routing.retries), .min = 0, .max = 10, .def = "1",
      .doc = "Retries on another backend before the first byte."},

@@ -22,24 +22,23 @@
 
 #define GG_VERSION "0.1.0"
 
-static const char usage[] =
-    "usage: gridgate [options]\n"
-    "\n"
-    "One OpenAI (/v1) and Ollama (/api) endpoint in front of many LLM engines.\n"
-    "\n"
-    "  --config FILE          JSON config (see --help-config for every key)\n"
-    "  --listen HOST:PORT     client listener, repeatable (default 127.0.0.1:8080; port 0 picks one)\n"
-    "  --backend URL          engine URL, repeatable; kind detected by probing, or forced: URL#kind=vllm\n"
-    "                         (also #name=N #weight=W #max_inflight=M)\n"
-    "  --admin HOST:PORT|unix:PATH  admin API and status page (default " GG_ADMIN_DEFAULT ", mode 0600;\n"
-    "                         TCP requires admin.token in the config)\n"
-    "  --threads N            worker threads (default: number of CPUs)\n"
-    "  --bpf auto|on|off      kernel assist (default auto)\n"
-    "  --pin-path DIR         where BPF maps are pinned (default /sys/fs/bpf/gridgate)\n"
-    "  --access-log PATH|-    JSON-lines access log (default off; - is stderr)\n"
-    "  --log-level LEVEL      error|warn|info|debug (default info)\n"
-    "  --help-config          print the config file reference\n"
-    "  --help, --version\n";
+static const char usage[] = "usage: gridgate [options]\n"
+                            "\n"
+                            "One OpenAI (/v1) and Ollama (/api) endpoint in front of many LLM engines.\n"
+                            "\n"
+                            "  --config FILE          JSON config (see --help-config for every key)\n"
+                            "  --listen HOST:PORT     client listener, repeatable (default 127.0.0.1:8080; port 0 picks one)\n"
+                            "  --backend URL          engine URL, repeatable; kind detected by probing, or forced: URL#kind=vllm\n"
+                            "                         (also #name=N #weight=W #max_inflight=M)\n"
+                            "  --admin HOST:PORT|unix:PATH  admin API and status page (default " GG_ADMIN_DEFAULT ", mode 0600;\n"
+                            "                         TCP requires admin.token in the config)\n"
+                            "  --threads N            worker threads (default: number of CPUs)\n"
+                            "  --bpf auto|on|off      kernel assist (default auto)\n"
+                            "  --pin-path DIR         where BPF maps are pinned (default /sys/fs/bpf/gridgate)\n"
+                            "  --access-log PATH|-    JSON-lines access log (default off; - is stderr)\n"
+                            "  --log-level LEVEL      error|warn|info|debug (default info)\n"
+                            "  --help-config          print the config file reference\n"
+                            "  --help, --version\n";
 
 static gg_config_t cfg;
 static const char *config_path;
@@ -113,8 +112,8 @@ static void *signal_thread(void *arg)
             reload();
             continue;
         }
-        gg_info("%s: draining (%u requests in flight, grace %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                gg_server_inflight(), gg_server_opts.grace_ms);
+        gg_info("%s: draining (%u requests in flight, grace %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", gg_server_inflight(),
+                gg_server_opts.grace_ms);
         gg_server_stop();
         return NULL;
     }
@@ -142,8 +141,19 @@ static int parse_hostport(const char *s, gg_listen_addr_t *a)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_CONFIG = 256, OPT_LISTEN, OPT_BACKEND, OPT_ADMIN, OPT_THREADS, OPT_BPF, OPT_PIN, OPT_LOGLEVEL, OPT_ACCESSLOG,
-           OPT_HELPCONFIG, OPT_VERSION };
+    enum {
+        OPT_CONFIG = 256,
+        OPT_LISTEN,
+        OPT_BACKEND,
+        OPT_ADMIN,
+        OPT_THREADS,
+        OPT_BPF,
+        OPT_PIN,
+        OPT_LOGLEVEL,
+        OPT_ACCESSLOG,
+        OPT_HELPCONFIG,
+        OPT_VERSION
+    };
     static const struct option opts[] = {{"config", required_argument, NULL, OPT_CONFIG},
                                          {"listen", required_argument, NULL, OPT_LISTEN},
                                          {"backend", required_argument, NULL, OPT_BACKEND},

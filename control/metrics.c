@@ -236,8 +236,8 @@ void gg_metrics_add_collector(void (*collect)(gg_buf_t *out))
 static void render_series(gg_buf_t *out, const char *name, const char *suffix, const char *labels, const char *extra)
 {
     int has = labels[0] != '\0' || extra != NULL;
-    gg_buf_appendf(out, "%s%s%s%s%s%s%s", name, suffix, has ? "{" : "", labels, labels[0] && extra ? "," : "",
-                   extra ? extra : "", has ? "}" : "");
+    gg_buf_appendf(out, "%s%s%s%s%s%s%s", name, suffix, has ? "{" : "", labels, labels[0] && extra ? "," : "", extra ? extra : "",
+                   has ? "}" : "");
 }
 
 void gg_metrics_render(gg_buf_t *out)

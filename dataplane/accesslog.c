@@ -43,8 +43,8 @@ void gg_accesslog_write(const gg_accesslog_entry_t *e)
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     gg_buf_t b = GG_BUF_INIT;
-    gg_buf_appendf(&b, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                   tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    gg_buf_appendf(&b, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                   tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
     h2o_req_t *r = e->req;
     append_kv_str(&b, "method", r->method.base, r->method.len);
     size_t plen = r->path.len;

@@ -28,8 +28,10 @@ static const gg_config_t *cfg;
 
 static void render_inflight(gg_buf_t *out)
 {
-    gg_buf_appendf(out, "# HELP gridgate_inflight Requests in flight over all workers.\n# TYPE gridgate_inflight gauge\n"
-                        "gridgate_inflight %u\n", gg_server_inflight());
+    gg_buf_appendf(out,
+                   "# HELP gridgate_inflight Requests in flight over all workers.\n# TYPE gridgate_inflight gauge\n"
+                   "gridgate_inflight %u\n",
+                   gg_server_inflight());
 }
 
 void gg_api_init(const gg_config_t *config)
@@ -129,9 +131,9 @@ static void on_openai_models(h2o_req_t *req)
     size_t i;
     json_array_foreach(list, i, m)
     {
-        json_array_append_new(data, json_pack("{s:O, s:s, s:i, s:s, s:o, s:o}", "id", json_object_get(m, "name"), "object",
-                                              "model", "created", 0, "owned_by", "gridgate", "served_by",
-                                              names_of(m, "served_by"), "loaded_on", names_of(m, "loaded_on")));
+        json_array_append_new(data, json_pack("{s:O, s:s, s:i, s:s, s:o, s:o}", "id", json_object_get(m, "name"), "object", "model",
+                                              "created", 0, "owned_by", "gridgate", "served_by", names_of(m, "served_by"),
+                                              "loaded_on", names_of(m, "loaded_on")));
     }
     json_decref(list);
     respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
@@ -151,8 +153,9 @@ static json_t *ollama_entry(json_t *m, const char *own_key)
     if (!json_object_get(e, "digest"))
         json_object_set_new(e, "digest", json_string(""));
     if (!json_object_get(e, "details"))
-        json_object_set_new(e, "details", json_pack("{s:s, s:s, s:[], s:s, s:s}", "format", "", "family", "", "families",
-                                                    "parameter_size", "", "quantization_level", ""));
+        json_object_set_new(e, "details",
+                            json_pack("{s:s, s:s, s:[], s:s, s:s}", "format", "", "family", "", "families", "parameter_size", "",
+                                      "quantization_level", ""));
     json_object_set_new(e, "served_by", names_of(m, "served_by"));
     return e;
 }

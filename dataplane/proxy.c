@@ -33,9 +33,13 @@
 #define HIGH_WATER (256 * 1024)
 #define MAX_EVENT (4 * 1024 * 1024)
 
-gg_proxy_config_t gg_proxy_config = {
-    .connect_ms = 3000, .first_byte_ms = 120000, .idle_ms = 60000, .max_attempts = 3, .affinity = 1, .prefer_loaded = 1,
-    .max_response_bytes = 64 << 20};
+gg_proxy_config_t gg_proxy_config = {.connect_ms = 3000,
+                                     .first_byte_ms = 120000,
+                                     .idle_ms = 60000,
+                                     .max_attempts = 3,
+                                     .affinity = 1,
+                                     .prefer_loaded = 1,
+                                     .max_response_bytes = 64 << 20};
 
 static gg_metric_t *m_requests, *m_ttft, *m_duration, *m_retries, *m_failovers, *m_tokens;
 
@@ -66,7 +70,7 @@ typedef struct call {
     gg_upstream_req_t *up;
     const char *body[2]; /* upstream body per upstream dialect, made on first need */
     size_t body_len[2];
-    unsigned body_owned : 2; /* bit d: body[d] was malloc'd (else it is the client's own body) */
+    unsigned body_owned : 2;  /* bit d: body[d] was malloc'd (else it is the client's own body) */
     unsigned body_edited : 1; /* the gateway changed the parsed body (alias), so it must be re-serialized */
     enum gg_dialect up_dialect;
     int up_status;
@@ -85,7 +89,7 @@ typedef struct call {
     unsigned up_gz : 1, gz_pass : 1, up_inflate_live : 1, gz_out_live : 1;
     gg_inflater_t up_inflate;
     gg_deflater_t gz_out;
-    gg_buf_t plain; /* inflated bytes of the current upstream chunk */
+    gg_buf_t plain;        /* inflated bytes of the current upstream chunk */
     h2o_socket_t *watched; /* HTTP/1 client socket watched for a hang-up until the response starts */
     void *watched_data;    /* its sock->data, which h2o's HTTP/1 code owns and gets back */
     uint64_t t_start, t_first_token;
@@ -424,8 +428,8 @@ static int on_head(void *ctx, int status, int minor, const struct phr_header *he
         /* A full engine queue: someone else may have room. Nothing reached the client yet. */
         return -1;
     }
-    c->streaming = status == 200 && (is_content_type(headers, n, "text/event-stream") ||
-                                     is_content_type(headers, n, "application/x-ndjson"));
+    c->streaming =
+        status == 200 && (is_content_type(headers, n, "text/event-stream") || is_content_type(headers, n, "application/x-ndjson"));
     c->up_gz = 0;
     for (size_t i = 0; i < n; i++)
         if (headers[i].name_len == 16 && strncasecmp(headers[i].name, "content-encoding", 16) == 0)
@@ -517,8 +521,8 @@ static void on_error(void *ctx, const char *err, enum gg_upstream_phase phase)
         end_stream_with_error(c, msg);
         return;
     }
-    int timeout = err == gg_upstream_err_first_byte_timeout || err == gg_upstream_err_idle_timeout ||
-                  err == gg_upstream_err_connect_timeout;
+    int timeout =
+        err == gg_upstream_err_first_byte_timeout || err == gg_upstream_err_idle_timeout || err == gg_upstream_err_connect_timeout;
     if (!timeout && c->up_status != 0 && c->up_status != 503 && !c->streaming) {
         /* The backend answered and then broke while we buffered: a bad response, not a refusal. */
         respond_upstream_error(c, 502, "the backend's response broke off");
@@ -677,8 +681,8 @@ static void on_admitted(void *ctx, const gg_admit_result_t *ar)
                       path, b->host, b->port, c->body_len[c->up_dialect], ask_gzip ? "Accept-Encoding: gzip\r\n" : "");
     atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
     gg_upstream_timeouts_t t = {gg_proxy_config.connect_ms, gg_proxy_config.first_byte_ms, gg_proxy_config.idle_ms};
-    c->up = gg_upstream_send(pool_for(c->w, slot), h2o_iovec_init(head, hl), h2o_iovec_init(body, c->body_len[c->up_dialect]),
-                             &t, &upstream_cb, c);
+    c->up = gg_upstream_send(pool_for(c->w, slot), h2o_iovec_init(head, hl), h2o_iovec_init(body, c->body_len[c->up_dialect]), &t,
+                             &upstream_cb, c);
 }
 
 /* --- lifetime ------------------------------------------------------------------------------------- */
@@ -708,8 +712,7 @@ static void on_dispose(void *p)
     char code[12] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10), (char)('0' + status % 10), '\0'};
     if (status < 100 || status > 999)
         snprintf(code, sizeof(code), "%d", status);
-    const char *v_mbc[] = {c->model, backend, code}, *v_m[] = {c->model}, *v_in[] = {c->model, "in"},
-               *v_out[] = {c->model, "out"};
+    const char *v_mbc[] = {c->model, backend, code}, *v_m[] = {c->model}, *v_in[] = {c->model, "in"}, *v_out[] = {c->model, "out"};
     gg_series_add(gg_metric_series_of(m_requests, n_mbc, v_mbc, 3), 1);
     gg_series_observe(gg_metric_series_of(m_duration, n_m, v_m, 1), (end - c->t_start) / 1e9);
     if (c->t_first_token)
@@ -722,8 +725,8 @@ static void on_dispose(void *p)
         gg_metric_add(m_failovers, "", 1);
     if (c->rl_charged) /* the charge was an estimate: settle it with what was used */
         gg_ratelimit_correct(&c->tenant->rl, (c->ever_dispatched ? tin + tout : 0) - (int64_t)c->cost, end / 1000);
-    gg_tenant_record(c->tenant, status, c->reject, c->queue_wait_us,
-                     c->t_first_token ? (c->t_first_token - c->t_start) / 1000 : 0, tin, tout);
+    gg_tenant_record(c->tenant, status, c->reject, c->queue_wait_us, c->t_first_token ? (c->t_first_token - c->t_start) / 1000 : 0,
+                     tin, tout);
 
     gg_accesslog_entry_t e = {.req = c->req,
                               .model = c->model,

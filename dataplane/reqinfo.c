@@ -395,17 +395,17 @@ enum key {
 };
 
 static const char *const key_names[K_COUNT] = {
-    "model",     "name",   "stream",   "options", "stream_options", "user",   "max_tokens", "max_completion_tokens",
-    "temperature", "tools", "keep_alive", "images", "system",        "messages", "prompt",   "suffix",
-    "input",     "encoding_format"};
+    "model",       "name",           "stream",     "options", "stream_options", "user",     "max_tokens", "max_completion_tokens",
+    "temperature", "tools",          "keep_alive", "images",  "system",         "messages", "prompt",     "suffix",
+    "input",       "encoding_format"};
 
 #define BAIL 1
 
 typedef struct field {
     int seen;
     gg_jval_t v;
-    size_t count;       /* arrays: elements */
-    struct estimate e;  /* prompt/input arrays: what their items add to the estimate */
+    size_t count;      /* arrays: elements */
+    struct estimate e; /* prompt/input arrays: what their items add to the estimate */
 } field_t;
 
 typedef struct scan {

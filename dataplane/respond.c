@@ -10,22 +10,38 @@
 const char *gg_status_reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 499: return "Client Closed Request";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 300 ? "OK" : status < 500 ? "Bad Request" : "Internal Server Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 300 ? "OK" : status < 500 ? "Bad Request" : "Internal Server Error";
     }
 }
 
@@ -72,8 +88,8 @@ void gg_respond(h2o_req_t *req, int status, const char *content_type, const char
     send_copy(req, status, content_type, body, len);
 }
 
-static void respond_error(h2o_req_t *req, enum gg_dialect d, int status, const char *message, const char *type,
-                          const char *code, int retry_after)
+static void respond_error(h2o_req_t *req, enum gg_dialect d, int status, const char *message, const char *type, const char *code,
+                          int retry_after)
 {
     size_t len;
     char *body = gg_dialect_error_body(d, message, type, code, NULL, &len);
@@ -91,8 +107,8 @@ void gg_respond_error(h2o_req_t *req, enum gg_dialect d, int status, const char 
     respond_error(req, d, status, message, type, code, -1);
 }
 
-void gg_respond_error_retry(h2o_req_t *req, enum gg_dialect d, int status, const char *message, const char *type,
-                            const char *code, unsigned retry_after_s)
+void gg_respond_error_retry(h2o_req_t *req, enum gg_dialect d, int status, const char *message, const char *type, const char *code,
+                            unsigned retry_after_s)
 {
     respond_error(req, d, status, message, type, code, (int)retry_after_s);
 }

@@ -15,8 +15,8 @@ int gg_route_usable(const gg_backend_t *b)
 uint32_t gg_route_load(const gg_backend_t *b)
 {
     uint32_t cap = atomic_load_explicit(&b->capacity, memory_order_relaxed);
-    uint32_t busy = atomic_load_explicit(&b->inflight, memory_order_relaxed) +
-                    atomic_load_explicit(&b->engine_waiting, memory_order_relaxed);
+    uint32_t busy =
+        atomic_load_explicit(&b->inflight, memory_order_relaxed) + atomic_load_explicit(&b->engine_waiting, memory_order_relaxed);
     return busy * 1000 / (cap ? cap : 1) + atomic_load_explicit(&b->kv_permille, memory_order_relaxed) / 4;
 }
 

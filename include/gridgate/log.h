@@ -13,10 +13,10 @@ extern const char *gg_log_prog;
 int gg_log_set_level(const char *name);
 void gg_log_write(enum gg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define gg_log(level, ...)                                                                                                 \
-    do {                                                                                                                   \
-        if ((level) <= gg_log_level)                                                                                       \
-            gg_log_write((level), __VA_ARGS__);                                                                            \
+#define gg_log(level, ...)                                                                                                         \
+    do {                                                                                                                           \
+        if ((level) <= gg_log_level)                                                                                               \
+            gg_log_write((level), __VA_ARGS__);                                                                                    \
     } while (0)
 #define gg_error(...) gg_log(GG_LOG_ERROR, __VA_ARGS__)
 #define gg_warn(...) gg_log(GG_LOG_WARN, __VA_ARGS__)

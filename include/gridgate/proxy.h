@@ -12,9 +12,9 @@ struct gg_tenant;
 
 typedef struct gg_proxy_config {
     uint32_t connect_ms, first_byte_ms, idle_ms;
-    unsigned max_attempts;  /* backends tried per request before giving up */
-    int affinity;           /* hash X-Session-ID / OpenAI user to a preferred backend */
-    int prefer_loaded;      /* prefer backends that have the model loaded */
+    unsigned max_attempts;     /* backends tried per request before giving up */
+    int affinity;              /* hash X-Session-ID / OpenAI user to a preferred backend */
+    int prefer_loaded;         /* prefer backends that have the model loaded */
     size_t max_response_bytes; /* non-streaming bodies are buffered (to translate or count); beyond: 502 */
 } gg_proxy_config_t;
 

@@ -17,8 +17,8 @@ int gg_client_accepts_gzip(h2o_req_t *req);
 /** Sends an error in dialect `d`: OpenAI {"error":{message,type,param,code}} or Ollama {"error":message}. */
 void gg_respond_error(h2o_req_t *req, enum gg_dialect d, int status, const char *message, const char *type, const char *code);
 /** The same with a Retry-After header (seconds), for answers where retrying helps. */
-void gg_respond_error_retry(h2o_req_t *req, enum gg_dialect d, int status, const char *message, const char *type,
-                            const char *code, unsigned retry_after_s);
+void gg_respond_error_retry(h2o_req_t *req, enum gg_dialect d, int status, const char *message, const char *type, const char *code,
+                            unsigned retry_after_s);
 /** The dialect a path belongs to: /api/... is Ollama, everything else OpenAI. */
 enum gg_dialect gg_dialect_of_path(const h2o_iovec_t path);
 /** The reason phrase for a status. */

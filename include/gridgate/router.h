@@ -7,10 +7,9 @@
 
 #include "gridgate/backend.h"
 
-
 typedef struct gg_route_req {
-    const uint64_t *served; /* backends that serve the model [GG_BACKEND_WORDS] */
-    const uint64_t *loaded; /* ... and of those, which have it loaded now (NULL: do not prefer loaded ones) */
+    const uint64_t *served;  /* backends that serve the model [GG_BACKEND_WORDS] */
+    const uint64_t *loaded;  /* ... and of those, which have it loaded now (NULL: do not prefer loaded ones) */
     const uint64_t *exclude; /* already tried for this request, or NULL */
     uint64_t affinity;       /* hash of X-Session-ID / OpenAI user; 0 = none */
 } gg_route_req_t;

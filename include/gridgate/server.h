@@ -33,10 +33,10 @@ typedef struct gg_worker {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listeners[GG_MAX_LISTEN];
     pthread_t thread;
-    uint64_t rng;                  /* xorshift state for routing choices */
-    atomic_uint inflight;          /* requests started and not finished on this worker */
-    struct gg_upstream_pool **pools; /* [GG_MAX_BACKENDS], created on first use, keyed by backend slot */
-    uint32_t *pool_generation;     /* the backend generation each pool was created for */
+    uint64_t rng;                              /* xorshift state for routing choices */
+    atomic_uint inflight;                      /* requests started and not finished on this worker */
+    struct gg_upstream_pool **pools;           /* [GG_MAX_BACKENDS], created on first use, keyed by backend slot */
+    uint32_t *pool_generation;                 /* the backend generation each pool was created for */
     h2o_multithread_receiver_t admit_receiver; /* queued requests granted a slot by another worker resume here */
     h2o_timeout_t admit_timeout;               /* how long a request may wait for admission */
 } gg_worker_t;

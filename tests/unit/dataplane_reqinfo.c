@@ -266,13 +266,16 @@ static void test_scan_matches_tree(void)
          "{\"model\":\"llama3\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":"
          "[{\"type\":\"text\",\"text\":\"What \\u00e9?\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}],"
          "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":64,\"user\":\"alice\",\"temperature\":0.7}"},
-        {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hÃ©llo\"}],"
-                                        "\"max_tokens\":5,\"max_completion_tokens\":null}"},
-        {GG_DIALECT_OLLAMA, GG_EP_CHAT, "{\"model\":\"llava\",\"messages\":[{\"role\":\"user\",\"content\":\"d\",\"images\":"
-                                        "[\"a\",\"b\"]}],\"options\":{\"num_predict\":100,\"num_ctx\":4096}}"},
+        {GG_DIALECT_OPENAI, GG_EP_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hÃ©llo\"}],"
+         "\"max_tokens\":5,\"max_completion_tokens\":null}"},
+        {GG_DIALECT_OLLAMA, GG_EP_CHAT,
+         "{\"model\":\"llava\",\"messages\":[{\"role\":\"user\",\"content\":\"d\",\"images\":"
+         "[\"a\",\"b\"]}],\"options\":{\"num_predict\":100,\"num_ctx\":4096}}"},
         {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"prompt\":\"\",\"keep_alive\":\"0s\"}"},
         {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"keep_alive\":0.0}"},
-        {GG_DIALECT_OLLAMA, GG_EP_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"system\":\"s\",\"suffix\":\"t\",\"images\":[1]}"},
+        {GG_DIALECT_OLLAMA, GG_EP_COMPLETION,
+         "{\"model\":\"m\",\"prompt\":\"x\",\"system\":\"s\",\"suffix\":\"t\",\"images\":[1]}"},
         {GG_DIALECT_OPENAI, GG_EP_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"abcd\",[1,2],3,4.5]}"},
         {GG_DIALECT_OPENAI, GG_EP_CHAT, "{\"model\":\"m\",\"prompt\":[\"not counted for chat\"],\"messages\":[]}"},
         {GG_DIALECT_OPENAI, GG_EP_EMBED, "{\"model\":\"e\",\"input\":[[1,2,3],[4,5]],\"encoding_format\":\"base64\"}"},
