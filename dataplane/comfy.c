@@ -498,19 +498,6 @@ static uint64_t rand_cb(void *w)
     return gg_worker_rand(w);
 }
 
-static gg_upstream_pool_t *pool_for(gg_worker_t *w, int slot)
-{
-    /* The same per-worker pools as the inference proxy (same rule: a slot reused by another backend gets a new pool). */
-    gg_backend_t *b = &gg_backends[slot];
-    uint32_t gen = atomic_load_explicit(&b->generation, memory_order_acquire);
-    if (w->pools[slot] == NULL || w->pool_generation[slot] != gen) {
-        if (w->pools[slot] != NULL)
-            gg_upstream_pool_destroy(w->pools[slot]);
-        w->pools[slot] = gg_upstream_pool_create(w->loop, b->host, b->port, 64, 0);
-        w->pool_generation[slot] = gen;
-    }
-    return w->pools[slot];
-}
 
 static void release_backend(call_t *c, int failed)
 {
@@ -598,7 +585,7 @@ static void send_to(call_t *c, int slot)
     /* A 101 comes at once or not at all; other answers may wait for a large image. */
     gg_upstream_timeouts_t t = {gg_proxy_config.connect_ms, c->rt == RT_WS ? 10000 : gg_proxy_config.first_byte_ms,
                                 gg_proxy_config.idle_ms};
-    gg_upstream_pool_t *pool = pool_for(c->w, slot);
+    gg_upstream_pool_t *pool = gg_worker_pool(c->w, slot);
     if (pool == NULL) { /* the backend's host name does not resolve */
         gg_buf_free(&head);
         release_backend(c, 1);

@@ -132,20 +132,6 @@ static void release_backend(call_t *c, int failed)
         gg_backend_report_success(b);
 }
 
-static gg_upstream_pool_t *pool_for(gg_worker_t *w, int slot)
-{
-    gg_backend_t *b = &gg_backends[slot];
-    uint32_t gen = atomic_load_explicit(&b->generation, memory_order_acquire);
-    if (w->pools[slot] == NULL || w->pool_generation[slot] != gen) {
-        /* A slot reused by another backend: the old pool's connections lead elsewhere. Idle ones are
-         * closed; requests still using them keep their own connections until they end. */
-        if (w->pools[slot] != NULL)
-            gg_upstream_pool_destroy(w->pools[slot]);
-        w->pools[slot] = gg_upstream_pool_create(w->loop, b->host, b->port, 64, 0);
-        w->pool_generation[slot] = gen;
-    }
-    return w->pools[slot];
-}
 
 /* --- noticing a client that leaves before the response starts ------------------------------------ */
 
@@ -681,8 +667,12 @@ static void on_admitted(void *ctx, const gg_admit_result_t *ar)
                       path, b->host, b->port, c->body_len[c->up_dialect], ask_gzip ? "Accept-Encoding: gzip\r\n" : "");
     atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
     gg_upstream_timeouts_t t = {gg_proxy_config.connect_ms, gg_proxy_config.first_byte_ms, gg_proxy_config.idle_ms};
-    c->up = gg_upstream_send(pool_for(c->w, slot), h2o_iovec_init(head, hl), h2o_iovec_init(body, c->body_len[c->up_dialect]), &t,
-                             &upstream_cb, c);
+    gg_upstream_pool_t *pool = gg_worker_pool(c->w, slot);
+    if (pool == NULL) { /* the backend's host name does not resolve: as good as refused */
+        on_error(c, gg_upstream_err_refused, GG_UP_CONNECT);
+        return;
+    }
+    c->up = gg_upstream_send(pool, h2o_iovec_init(head, hl), h2o_iovec_init(body, c->body_len[c->up_dialect]), &t, &upstream_cb, c);
 }
 
 /* --- lifetime ------------------------------------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/log.h"
+#include "gridgate/upstream.h"
 
 gg_server_opts_t gg_server_opts;
 h2o_globalconf_t gg_globalconf;
@@ -132,6 +133,20 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     }
 }
 
+gg_upstream_pool_t *gg_worker_pool(gg_worker_t *w, int slot)
+{
+    gg_backend_t *b = &gg_backends[slot];
+    if (w->pools[slot] != NULL && w->pool_backend_id[slot] == b->id)
+        return w->pools[slot];
+    /* A slot reused by another backend: the old pool's connections lead elsewhere. Idle ones are closed;
+     * requests still using them keep their own connections until they end. */
+    if (w->pools[slot] != NULL)
+        gg_upstream_pool_destroy(w->pools[slot]);
+    w->pools[slot] = gg_upstream_pool_create(w->loop, b->host, b->port, 64, 0);
+    w->pool_backend_id[slot] = b->id;
+    return w->pools[slot];
+}
+
 uint64_t gg_worker_rand(gg_worker_t *w)
 {
     uint64_t x = w->rng;
@@ -150,7 +165,7 @@ static void *worker_main(void *arg)
     gg_admission_worker_start(w);
     w->accept_ctx = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = gg_globalconf.hosts, .ssl_ctx = ssl_ctx};
     w->pools = calloc(GG_MAX_BACKENDS, sizeof(*w->pools));
-    w->pool_generation = calloc(GG_MAX_BACKENDS, sizeof(*w->pool_generation));
+    w->pool_backend_id = calloc(GG_MAX_BACKENDS, sizeof(*w->pool_backend_id));
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     w->rng = ((uint64_t)ts.tv_nsec << 16) ^ (w->id + 1) * 0x9E3779B97F4A7C15ULL;

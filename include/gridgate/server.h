@@ -36,7 +36,7 @@ typedef struct gg_worker {
     uint64_t rng;                              /* xorshift state for routing choices */
     atomic_uint inflight;                      /* requests started and not finished on this worker */
     struct gg_upstream_pool **pools;           /* [GG_MAX_BACKENDS], created on first use, keyed by backend slot */
-    uint32_t *pool_generation;                 /* the backend generation each pool was created for */
+    uint32_t *pool_backend_id;                 /* the backend (gg_backend_t.id) each pool leads to */
     h2o_multithread_receiver_t admit_receiver; /* queued requests granted a slot by another worker resume here */
     h2o_timeout_t admit_timeout;               /* how long a request may wait for admission */
 } gg_worker_t;
@@ -54,6 +54,11 @@ void gg_server_run(void);
 void gg_server_stop(void);
 /** Total requests in flight over all workers. */
 unsigned gg_server_inflight(void);
+/**
+ * The worker's keep-alive pool to backend `slot`, made on first use, and made anew when the slot now holds
+ * another backend. NULL when the backend's host name does not resolve.
+ */
+struct gg_upstream_pool *gg_worker_pool(gg_worker_t *w, int slot);
 /** Per-worker random 64-bit number (xorshift64*). */
 uint64_t gg_worker_rand(gg_worker_t *w);
 
