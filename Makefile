@@ -125,7 +125,7 @@ soak: all
 # --- fuzzing: clang libFuzzer builds of every tests/fuzz/*.c against the real sources ------------
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -DH2O_USE_LIBUV=0 -D_GNU_SOURCE -Iinclude -I. -I$(B)
 FUZZ_SECONDS ?= 10
-$(B)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(GATEWAY_SRC) | $(B)/.deps-ok
+$(B)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(GATEWAY_SRC) | $(B)/.deps-ok $(SKELS)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(FUZZ_FLAGS) -o $@ $< $(COMMON_SRC) $(GATEWAY_SRC) $(LDLIBS)
