@@ -4,6 +4,7 @@
 #include "gridgate/health.h"
 #include "gridgate/adapter.h"
 #include "gridgate/bpf.h"
+#include "gridgate/capacity.h"
 #include "gridgate/httpc.h"
 #include "gridgate/log.h"
 
@@ -102,6 +103,9 @@ struct hrec {
     uint64_t last_ttft_sum, last_ttft_obs, last_tokens;
     int64_t last_load_ms;
     uint32_t max_running_seen;
+    int cap_live;                        /* cap holds the derived-capacity estimator (batching engines) */
+    uint64_t cap_ttft_sum, cap_ttft_obs; /* TTFT counters as the estimator last saw them */
+    gg_cap_state_t cap;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -219,7 +223,32 @@ static void update_load(gg_backend_t *b, struct hrec *h, int64_t now)
     h->last_ttft_obs = obs;
 }
 
-static void apply_status(gg_backend_t *b, struct hrec *h, const gg_adapter_t *ad, gg_engine_status_t *st)
+/* Batching engines keep their own FIFO queue; the estimator finds the concurrency where it starts to form or
+ * TTFT starts to rise (include/gridgate/capacity.h). Defaults: 2x TTFT, 2 bad polls, +1 per 3 good ones. */
+static const gg_cap_params_t cap_params = {.min_cap = 1, .max_cap = GG_CAP_LEVELS};
+
+static uint32_t derive_batching_cap(gg_backend_t *b, struct hrec *h, const gg_engine_status_t *st, uint32_t initial, int64_t now)
+{
+    uint64_t sum = atomic_load(&b->ttft_sum_us), obs = atomic_load(&b->ttft_obs);
+    if (!h->cap_live) {
+        gg_cap_init(&h->cap, &cap_params, initial);
+        h->cap_live = 1;
+        h->cap_ttft_sum = sum;
+        h->cap_ttft_obs = obs;
+    }
+    gg_cap_sample_t x = {.inflight = atomic_load(&b->inflight), .has_load = st->has_load, .running = st->running,
+                         .waiting = st->waiting, .ttft_sum_us = sum - h->cap_ttft_sum,
+                         .ttft_obs = obs - h->cap_ttft_obs > UINT32_MAX ? UINT32_MAX : (uint32_t)(obs - h->cap_ttft_obs)};
+    h->cap_ttft_sum = sum;
+    h->cap_ttft_obs = obs;
+    uint32_t old = h->cap.cap, cap = gg_cap_step(&h->cap, &cap_params, &x, (uint64_t)now);
+    if (cap != old)
+        gg_info("backend %s: derived capacity %u -> %u (running %u, waiting %u, in flight %u)", b->name, old, cap, x.running,
+                x.waiting, x.inflight);
+    return cap;
+}
+
+static void apply_status(gg_backend_t *b, struct hrec *h, const gg_adapter_t *ad, gg_engine_status_t *st, int64_t now)
 {
     if (st->has_load) {
         atomic_store(&b->engine_running, st->running);
@@ -233,9 +262,9 @@ static void apply_status(gg_backend_t *b, struct hrec *h, const gg_adapter_t *ad
         cap = st->capacity;
     if (cap == 0 && ad != NULL) {
         cap = ad->default_capacity;
-        /* Batching servers: assume at least what they were seen running at once. */
+        /* Batching servers: start from at least what they were seen running at once, then adapt. */
         if (ad->kind == GG_ENGINE_VLLM || ad->kind == GG_ENGINE_SGLANG)
-            cap = h->max_running_seen > cap ? h->max_running_seen : cap;
+            cap = derive_batching_cap(b, h, st, h->max_running_seen > cap ? h->max_running_seen : cap, now);
     }
     if (cap == 0)
         cap = 1;
@@ -346,7 +375,7 @@ static void *worker(void *arg)
         }
         now = mono_ms();
         if (ev == GG_HEV_PROBE_OK)
-            apply_status(b, h, gg_adapter_for(atomic_load(&b->kind)), &st);
+            apply_status(b, h, gg_adapter_for(atomic_load(&b->kind)), &st, now);
         gg_health_step(&h->sm, &params, ev, (uint64_t)now);
         atomic_store(&b->consecutive_failures, h->sm.fails);
         publish(b, h, why);

@@ -709,6 +709,9 @@ static void on_dispose(void *p)
         gg_series_observe(gg_metric_series_of(m_ttft, n_m, v_m, 1), (c->t_first_token - c->t_start) / 1e9);
     long tin = c->usage.prompt_tokens >= 0 ? c->usage.prompt_tokens : c->ri.prompt_tokens_est;
     long tout = c->usage.completion_tokens >= 0 ? c->usage.completion_tokens : c->usage.content_events;
+    /* The engine's own TTFT (dispatch to first token, no gateway queue) feeds its derived capacity. */
+    if (c->ever_dispatched && c->t_first_token > c->t_slot && (c->t_first_token - c->t_slot) / 1000 < UINT32_MAX)
+        gg_backend_observe(&gg_backends[c->slot], (uint32_t)((c->t_first_token - c->t_slot) / 1000), tout > 0 ? (uint32_t)tout : 0);
     gg_series_add(gg_metric_series_of(m_tokens, n_md, v_in, 2), tin > 0 ? tin : 0);
     gg_series_add(gg_metric_series_of(m_tokens, n_md, v_out, 2), tout > 0 ? tout : 0);
     if (c->first_slot >= 0 && c->slot != c->first_slot && status < 500)
