@@ -318,25 +318,18 @@ static json_t *tenants_json(void)
     return out;
 }
 
-/* POST /admin/v1/tenants/NAME {weight, priority, max_inflight, max_queue, requests_per_s, burst, tokens_per_min}:
- * applied live (the next admission sees it); every field is checked before any is applied. */
-static void tenant_update(h2o_req_t *req, const char *name)
+/* The limits in o {weight, priority, max_inflight, max_queue, requests_per_s, burst, tokens_per_min}, every
+ * field checked before any is applied to t (only checked when !apply; adding also allows name and keys).
+ * 1, or 0 after answering the 400. */
+static int tenant_limits(h2o_req_t *req, json_t *o, gg_tenant_t *t, int apply, int adding)
 {
-    gg_tenant_t *t = gg_tenant_find(name);
-    if (t == NULL) {
-        errno_error(req, -ENOENT, "tenant", name);
-        return;
-    }
-    json_t *o = body_object(req);
-    if (o == NULL)
-        return;
     static const char *const known[] = {"weight",         "priority", "max_inflight",   "max_queue",
                                         "requests_per_s", "burst",    "tokens_per_min", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v)
     {
-        int ok = 0;
+        int ok = adding && (strcmp(k, "name") == 0 || strcmp(k, "keys") == 0);
         for (int i = 0; known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
         if (!ok) {
@@ -344,19 +337,21 @@ static void tenant_update(h2o_req_t *req, const char *name)
                   "%s: unknown tenant setting (weight, priority, max_inflight, max_queue, "
                   "requests_per_s, burst, tokens_per_min)",
                   k);
-            goto out;
+            return 0;
         }
     }
     uint32_t weight = t->weight, prio = t->priority, maxin = t->max_inflight, maxq = t->max_queue, burst = 0, tpm32 = 0;
     if (!int_field(req, o, "weight", 1, 10000, &weight) || !int_field(req, o, "priority", 0, 9, &prio) ||
         !int_field(req, o, "max_inflight", 0, 1000000, &maxin) || !int_field(req, o, "max_queue", 0, 1000000, &maxq) ||
         !int_field(req, o, "burst", 0, 1000000, &burst) || !int_field(req, o, "tokens_per_min", 0, 4000000000LL, &tpm32))
-        goto out;
+        return 0;
     json_t *jr = json_object_get(o, "requests_per_s");
     if (jr != NULL && (!json_is_number(jr) || json_number_value(jr) < 0 || json_number_value(jr) > 1e6)) {
         error(req, 400, "invalid_field", "requests_per_s", "requests_per_s: expected a number 0..1000000 (0: unlimited)");
-        goto out;
+        return 0;
     }
+    if (!apply)
+        return 1;
     __atomic_store_n(&t->weight, weight, __ATOMIC_RELAXED);
     __atomic_store_n(&t->priority, prio, __ATOMIC_RELAXED);
     __atomic_store_n(&t->max_inflight, maxin, __ATOMIC_RELAXED);
@@ -381,11 +376,133 @@ static void tenant_update(h2o_req_t *req, const char *name)
         }
         pthread_mutex_unlock(&t->rl.mu);
     }
-    gg_info("admin: tenant %s updated", name);
-    reply(req, 200, tenant_json(t));
+    return 1;
+}
+
+/* POST /admin/v1/tenants/NAME {limits}: applied live (the next admission sees it). */
+static void tenant_update(h2o_req_t *req, const char *name)
+{
+    gg_tenant_t *t = gg_tenant_find(name);
+    if (t == NULL) {
+        errno_error(req, -ENOENT, "tenant", name);
+        return;
+    }
+    json_t *o = body_object(req);
+    if (o == NULL)
+        return;
+    if (tenant_limits(req, o, t, 0, 0) && tenant_limits(req, o, t, 1, 0)) {
+        gg_info("admin: tenant %s updated", name);
+        reply(req, 200, tenant_json(t));
+    }
+    json_decref(o);
+}
+
+/* Whether key can be added (answers the 400/409 naming field otherwise). */
+static int key_ok(h2o_req_t *req, json_t *k, const char *field)
+{
+    const char *s = json_string_value(k);
+    if (s == NULL || s[0] == '\0') {
+        error(req, 400, "invalid_field", field, "%s: expected a non-empty string (the key, or \"sha256:\" + 64 hex digits)", field);
+        return 0;
+    }
+    if (strncmp(s, "sha256:", 7) == 0 && strlen(s) != 71) {
+        error(req, 400, "invalid_field", field, "%s: \"sha256:\" needs 64 hex digits", field);
+        return 0;
+    }
+    if (gg_tenant_by_key(s, strlen(s)) != NULL) {
+        error(req, 409, "exists", field, "%s: this key already belongs to a tenant", field);
+        return 0;
+    }
+    return 1;
+}
+
+/* POST /admin/v1/tenants {name, keys?, limits...}: a new tenant, live (its keys authenticate at once). */
+static void tenant_add(h2o_req_t *req)
+{
+    json_t *o = body_object(req);
+    if (o == NULL)
+        return;
+    gg_tenant_t defaults = {.weight = 1, .max_queue = 256}, *t = NULL;
+    json_t *keys = json_object_get(o, "keys"), *k;
+    const char *name = json_string_value(json_object_get(o, "name"));
+    size_t i;
+    char field[32];
+    if (name == NULL) {
+        error(req, 400, "invalid_field", "name", "name: required, a string");
+        goto out;
+    }
+    if (gg_tenant_find(name) != NULL) {
+        errno_error(req, -EEXIST, "tenant", name);
+        goto out;
+    }
+    if (keys != NULL && !json_is_array(keys)) {
+        error(req, 400, "invalid_field", "keys", "keys: expected an array of strings");
+        goto out;
+    }
+    json_array_foreach(keys, i, k)
+    {
+        snprintf(field, sizeof(field), "keys[%zu]", i);
+        if (!key_ok(req, k, field))
+            goto out;
+    }
+    if (!tenant_limits(req, o, &defaults, 0, 1))
+        goto out;
+    int rc = gg_tenant_add(name, 1, 0, 0, 256, 0, 0, 0, &t);
+    if (rc == -EINVAL) {
+        error(req, 400, "invalid_field", "name", "name: 1..%d characters of A-Z a-z 0-9 . _ -", GG_TENANT_NAME_MAX - 1);
+        goto out;
+    }
+    if (rc != 0) {
+        errno_error(req, rc, "tenant", name);
+        goto out;
+    }
+    tenant_limits(req, o, t, 1, 1);
+    json_array_foreach(keys, i, k)
+    {
+        rc = gg_tenant_key_add(t, json_string_value(k));
+        if (rc != 0)
+            gg_warn("admin: tenant %s: keys[%zu] not added: %s", name, i, strerror(-rc));
+    }
+    gg_info("admin: tenant %s added with %zu keys", name, json_array_size(keys));
+    reply(req, 201, tenant_json(t));
 out:
     json_decref(o);
 }
+
+/* POST|DELETE /admin/v1/tenants/NAME/keys {key}: adds or removes one key, live. */
+static void tenant_key(h2o_req_t *req, const char *name, int adding)
+{
+    gg_tenant_t *t = gg_tenant_find(name);
+    if (t == NULL) {
+        errno_error(req, -ENOENT, "tenant", name);
+        return;
+    }
+    json_t *o = body_object(req);
+    if (o == NULL)
+        return;
+    json_t *k = json_object_get(o, "key");
+    int rc;
+    if (adding) {
+        if (!key_ok(req, k, "key"))
+            goto out;
+        rc = gg_tenant_key_add(t, json_string_value(k));
+    } else {
+        rc = json_is_string(k) ? gg_tenant_key_remove(t, json_string_value(k)) : -EINVAL;
+    }
+    if (rc == -ENOENT)
+        error(req, 404, "not_found", "key", "key: tenant %s has no such key", name);
+    else if (rc == -EEXIST)
+        error(req, 409, "exists", "key", "key: this key already belongs to a tenant");
+    else if (rc != 0)
+        error(req, 400, "invalid_field", "key", "key: expected the key as a string (or \"sha256:\" + 64 hex digits)");
+    else {
+        gg_info("admin: tenant %s: key %s", name, adding ? "added" : "removed");
+        reply(req, 200, json_pack("{s:s, s:i}", "name", name, "keys", (int)t->n_keys));
+    }
+out:
+    json_decref(o);
+}
+
 
 static json_t *history_json(void)
 {
@@ -732,10 +849,15 @@ static void route(h2o_req_t *req)
         reply(req, 200, tenants_json()), ok = 1;
     } else if (strcmp(noun, "tenants") == 0 && n == 2 && (post || method_is(req, "PATCH"))) {
         tenant_update(req, seg[1]), ok = 1;
-    } else if (strcmp(noun, "tenants") == 0 && (post || del)) {
-        /* The fairness module builds its tenant and key tables once (workers read them without locks). */
+    } else if (strcmp(noun, "tenants") == 0 && n == 1 && post) {
+        tenant_add(req), ok = 1;
+    } else if (strcmp(noun, "tenants") == 0 && n == 3 && (post || del) && strcmp(seg[2], "keys") == 0) {
+        tenant_key(req, seg[1], post), ok = 1;
+    } else if (strcmp(noun, "tenants") == 0 && n == 2 && del) {
+        /* Slots are never freed while workers may hold a tenant; removing its keys locks it out instead. */
         error(req, 501, "not_supported", NULL,
-              "adding tenants or keys needs a restart: the tenant table is fixed at start; add it to tenants[] in the config"),
+              "tenants cannot be removed while running: remove their keys (gridctl tenant key remove), or drop them from the "
+              "config and restart"),
             ok = 1;
     } else if (strcmp(noun, "stats") == 0 && n == 1 && get) {
         reply(req, 200, stats_json()), ok = 1;

@@ -39,14 +39,13 @@ struct tq {
 
 struct bq {
     pthread_mutex_t mu;
-    struct tq *tq; /* [n_tenants] */
+    struct tq *tq; /* [GG_MAX_TENANTS]: the admin API may add tenants while running */
     uint32_t queued;
     uint32_t cur[PRIORITIES]; /* DRR position per priority level */
     uint64_t avg_service_us;  /* EWMA of slot hold times */
 };
 
 static struct bq bqs[GG_MAX_BACKENDS];
-static size_t nt;
 static gg_admission_config_t conf = {.queue_ms = 30000, .max_queue = 4096, .quantum = 64};
 static _Atomic uint32_t total_queued;
 
@@ -69,12 +68,13 @@ void gg_admission_init(const gg_admission_config_t *cfg)
         conf = *cfg;
     if (conf.quantum == 0)
         conf.quantum = 64;
-    nt = gg_tenants_count();
     for (int s = 0; s < GG_MAX_BACKENDS; s++) {
         struct bq *q = &bqs[s];
         pthread_mutex_init(&q->mu, NULL);
-        q->tq = calloc(nt ? nt : 1, sizeof(*q->tq));
-        for (size_t i = 0; i < nt; i++)
+        q->tq = calloc(GG_MAX_TENANTS, sizeof(*q->tq));
+        if (q->tq == NULL)
+            abort();
+        for (size_t i = 0; i < GG_MAX_TENANTS; i++)
             h2o_linklist_init_anchor(&q->tq[i].queue);
         q->avg_service_us = DEFAULT_SERVICE_US;
     }
@@ -90,7 +90,7 @@ void gg_admission_free(void)
         if (bqs[s].tq == NULL)
             continue;
         /* Waiters still queued belong to the queue (shutdown, tests): nobody will resume them. */
-        for (size_t i = 0; i < nt; i++)
+        for (size_t i = 0; i < GG_MAX_TENANTS; i++)
             while (!h2o_linklist_is_empty(&bqs[s].tq[i].queue)) {
                 gg_admit_waiter_t *wt = head_of(&bqs[s].tq[i]);
                 h2o_linklist_unlink(&wt->link);
@@ -136,7 +136,7 @@ static uint32_t burst_of(int slot, uint32_t cap)
 /* Sum of the weights of tenants that queue or run at this backend, counting `also` as one of them. */
 static uint64_t active_weight(struct bq *q, size_t also)
 {
-    uint64_t w = 0;
+    uint64_t w = 0, nt = gg_tenants_count();
     for (size_t i = 0; i < nt; i++)
         if (i == also || q->tq[i].queued || q->tq[i].inflight)
             w += weight_of(gg_tenant_at(i));
@@ -181,7 +181,7 @@ static void dequeue(struct bq *q, gg_admit_waiter_t *wt)
         tq->deficit = 0;
         unsigned p = level_of(wt->t);
         if (q->cur[p] == wt->t->idx)
-            q->cur[p] = (uint32_t)((wt->t->idx + 1) % nt);
+            q->cur[p] = (uint32_t)((wt->t->idx + 1) % gg_tenants_count());
     }
 }
 
@@ -196,6 +196,7 @@ static void take_slot(struct bq *q, int slot, gg_tenant_t *t)
  * level's eligible tenants. Charges the DRR deficit; does not dequeue. NULL when nobody may go. */
 static gg_admit_waiter_t *pick(struct bq *q, int slot)
 {
+    size_t nt = gg_tenants_count(); /* tenants added meanwhile have empty queues here */
     for (int p = PRIORITIES - 1; p >= 0; p--) {
         for (int pass = 0; pass < 2; pass++) {
             uint64_t rounds = UINT64_MAX;

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -12,10 +13,29 @@
 #include "gridgate/metrics.h"
 #include "gridgate/respond.h"
 
-static gg_tenant_t *tenants;
-static size_t n_tenants;
+/* Every key of every tenant, one immutable snapshot: workers scan it whole, the admin thread swaps it. */
+struct keyset {
+    size_t n;
+    struct keyent {
+        uint8_t d[32]; /* SHA-256 of the key */
+        uint32_t tenant;
+    } e[];
+};
+struct retired {
+    struct keyset *ks;
+    uint64_t at_us;
+    struct retired *next;
+};
+static const struct keyset empty_keys = {0};
+static _Atomic(const struct keyset *) keys = &empty_keys;
+static struct retired *retired_list;
+static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER; /* writers only; readers never lock */
+
+static gg_tenant_t *tenants; /* GG_MAX_TENANTS slots, never moved while running */
+static _Atomic size_t n_tenants;
 static gg_tenant_t *default_tenant;
-static int require_key, trust_header;
+static _Atomic int require_key;
+static int trust_header;
 static gg_cidr_t *trusted;
 static size_t n_trusted;
 
@@ -67,36 +87,87 @@ static void fill(gg_tenant_t *t, unsigned idx, const char *name, uint32_t weight
     t->max_queue = max_queue;
 }
 
+static void retire(const struct keyset *old)
+{
+    if (old == &empty_keys)
+        return;
+    struct retired *r = malloc(sizeof(*r));
+    if (r == NULL)
+        abort(); /* freeing now could pull the table from under a worker */
+    r->ks = (struct keyset *)old;
+    r->at_us = mono_us();
+    r->next = retired_list;
+    retired_list = r;
+}
+
+/* Frees snapshots replaced more than the grace period ago (write_mu held); all of them when force. */
+static void reclaim(int force)
+{
+    uint64_t now = mono_us();
+    struct retired **pp = &retired_list;
+    while (*pp != NULL) {
+        struct retired *r = *pp;
+        if (force || now - r->at_us >= (uint64_t)GG_TENANT_KEYS_GRACE_MS * 1000) {
+            *pp = r->next;
+            free(r->ks);
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+/* Publishes ks as the key table (write_mu held) and recounts each tenant's keys. */
+static void publish(struct keyset *ks)
+{
+    size_t n = atomic_load(&n_tenants);
+    for (size_t i = 0; i < n; i++) {
+        size_t c = 0;
+        for (size_t k = 0; k < ks->n; k++)
+            c += ks->e[k].tenant == i;
+        atomic_store(&tenants[i].n_keys, c);
+    }
+    if (ks->n > 0)
+        atomic_store(&require_key, 1);
+    retire(atomic_exchange_explicit(&keys, ks, memory_order_acq_rel));
+    reclaim(0);
+}
+
 int gg_tenants_init(const gg_config_t *cfg, char *err, size_t errlen)
 {
     gg_tenants_free();
-    size_t n = cfg->n_tenants, has_default = 0;
-    for (size_t i = 0; i < n; i++)
+    size_t n = cfg->n_tenants, has_default = 0, total_keys = 0;
+    for (size_t i = 0; i < n; i++) {
         has_default |= strcmp(cfg->tenants[i].name, "default") == 0;
+        total_keys += cfg->tenants[i].n_keys;
+    }
     if (n + !has_default > GG_MAX_TENANTS) {
         snprintf(err, errlen, "tenants: more than %d", GG_MAX_TENANTS);
         return -EINVAL;
     }
-    tenants = calloc(n + !has_default, sizeof(*tenants));
-    if (tenants == NULL)
+    tenants = calloc(GG_MAX_TENANTS, sizeof(*tenants));
+    struct keyset *ks = calloc(1, sizeof(*ks) + (total_keys ? total_keys : 1) * sizeof(ks->e[0]));
+    if (tenants == NULL || ks == NULL) {
+        free(tenants), free(ks);
+        tenants = NULL;
         return -ENOMEM;
+    }
     uint64_t now = mono_us();
     for (size_t i = 0; i < n; i++) {
         const gg_config_tenant_t *ct = &cfg->tenants[i];
         gg_tenant_t *t = &tenants[i];
         fill(t, (unsigned)i, ct->name, ct->weight, ct->priority, ct->max_inflight, ct->max_queue);
         gg_ratelimit_init(&t->rl, ct->rate_requests_per_s, ct->rate_burst, ct->rate_tokens_per_min, now);
-        n_tenants = i + 1;
-        t->keys = calloc(ct->n_keys ? ct->n_keys : 1, sizeof(*t->keys));
+        atomic_store(&n_tenants, i + 1);
         for (size_t k = 0; k < ct->n_keys; k++) {
-            if (key_digest(ct->keys[k], t->keys[k]) != 0) {
+            if (key_digest(ct->keys[k], ks->e[ks->n].d) != 0) {
                 snprintf(err, errlen, "tenants[%zu].keys[%zu]: \"sha256:\" needs 64 hex digits", i, k);
+                free(ks);
                 gg_tenants_free();
                 return -EINVAL;
             }
+            ks->e[ks->n++].tenant = (uint32_t)i;
         }
-        t->n_keys = ct->n_keys;
-        require_key |= ct->n_keys > 0;
         if (strcmp(ct->name, "default") == 0)
             default_tenant = t;
     }
@@ -104,10 +175,12 @@ int gg_tenants_init(const gg_config_t *cfg, char *err, size_t errlen)
         gg_tenant_t *t = &tenants[n];
         fill(t, (unsigned)n, "default", 1, 0, 0, 256);
         gg_ratelimit_init(&t->rl, 0, 0, 0, now);
-        t->keys = calloc(1, sizeof(*t->keys));
         default_tenant = t;
-        n_tenants = n + 1;
+        atomic_store(&n_tenants, n + 1);
     }
+    pthread_mutex_lock(&write_mu);
+    publish(ks);
+    pthread_mutex_unlock(&write_mu);
     trust_header = cfg->trust_tenant_header;
     if (cfg->n_trust_tenant_cidrs) {
         trusted = calloc(cfg->n_trust_tenant_cidrs, sizeof(*trusted));
@@ -125,32 +198,128 @@ int gg_tenants_init(const gg_config_t *cfg, char *err, size_t errlen)
 
 void gg_tenants_free(void)
 {
-    for (size_t i = 0; i < n_tenants; i++) {
-        free(tenants[i].keys);
+    size_t n = atomic_load(&n_tenants);
+    for (size_t i = 0; i < n; i++)
         gg_ratelimit_dispose(&tenants[i].rl);
-    }
+    pthread_mutex_lock(&write_mu);
+    retire(atomic_exchange(&keys, &empty_keys));
+    reclaim(1);
+    pthread_mutex_unlock(&write_mu);
     free(tenants);
     free(trusted);
     tenants = NULL;
     trusted = NULL;
-    n_tenants = n_trusted = 0;
+    atomic_store(&n_tenants, 0);
+    n_trusted = 0;
     default_tenant = NULL;
-    require_key = trust_header = 0;
+    atomic_store(&require_key, 0);
+    trust_header = 0;
+}
+
+static int valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= GG_TENANT_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int gg_tenant_add(const char *name, uint32_t weight, uint32_t priority, uint32_t max_inflight, uint32_t max_queue,
+                  double requests_per_s, uint32_t burst, uint64_t tokens_per_min, gg_tenant_t **out)
+{
+    if (!valid_name(name))
+        return -EINVAL;
+    pthread_mutex_lock(&write_mu);
+    int rc = 0;
+    size_t n = atomic_load(&n_tenants);
+    if (gg_tenant_find(name) != NULL) {
+        rc = -EEXIST;
+    } else if (tenants == NULL || n >= GG_MAX_TENANTS) {
+        rc = -ENOSPC;
+    } else {
+        gg_tenant_t *t = &tenants[n];
+        memset(t, 0, sizeof(*t));
+        fill(t, (unsigned)n, name, weight, priority, max_inflight, max_queue);
+        gg_ratelimit_init(&t->rl, requests_per_s, burst, tokens_per_min, mono_us());
+        /* The slot is complete before the count that makes workers see it. */
+        atomic_store_explicit(&n_tenants, n + 1, memory_order_release);
+        if (out != NULL)
+            *out = t;
+    }
+    pthread_mutex_unlock(&write_mu);
+    return rc;
+}
+
+int gg_tenant_key_add(gg_tenant_t *t, const char *key)
+{
+    uint8_t d[32];
+    if (key_digest(key, d) != 0)
+        return -EINVAL;
+    pthread_mutex_lock(&write_mu);
+    const struct keyset *old = atomic_load(&keys);
+    int rc = 0;
+    for (size_t k = 0; k < old->n && rc == 0; k++)
+        if (memcmp(old->e[k].d, d, 32) == 0)
+            rc = -EEXIST;
+    struct keyset *ks = rc ? NULL : malloc(sizeof(*ks) + (old->n + 1) * sizeof(ks->e[0]));
+    if (rc == 0 && ks == NULL)
+        rc = -ENOMEM;
+    if (rc == 0) {
+        ks->n = old->n + 1;
+        memcpy(ks->e, old->e, old->n * sizeof(ks->e[0]));
+        memcpy(ks->e[old->n].d, d, 32);
+        ks->e[old->n].tenant = t->idx;
+        publish(ks);
+    }
+    pthread_mutex_unlock(&write_mu);
+    return rc;
+}
+
+int gg_tenant_key_remove(gg_tenant_t *t, const char *key)
+{
+    uint8_t d[32];
+    if (key_digest(key, d) != 0)
+        return -ENOENT;
+    pthread_mutex_lock(&write_mu);
+    const struct keyset *old = atomic_load(&keys);
+    size_t at = SIZE_MAX;
+    for (size_t k = 0; k < old->n; k++)
+        if (old->e[k].tenant == t->idx && memcmp(old->e[k].d, d, 32) == 0)
+            at = k;
+    int rc = at == SIZE_MAX ? -ENOENT : 0;
+    struct keyset *ks = rc ? NULL : malloc(sizeof(*ks) + (old->n ? old->n : 1) * sizeof(ks->e[0]));
+    if (rc == 0 && ks == NULL)
+        rc = -ENOMEM;
+    if (rc == 0) {
+        ks->n = 0;
+        for (size_t k = 0; k < old->n; k++)
+            if (k != at)
+                ks->e[ks->n++] = old->e[k];
+        publish(ks);
+    }
+    pthread_mutex_unlock(&write_mu);
+    return rc;
 }
 
 size_t gg_tenants_count(void)
 {
-    return n_tenants;
+    return atomic_load_explicit(&n_tenants, memory_order_acquire);
 }
 
 gg_tenant_t *gg_tenant_at(size_t i)
 {
-    return i < n_tenants ? &tenants[i] : NULL;
+    return i < gg_tenants_count() ? &tenants[i] : NULL;
 }
 
 gg_tenant_t *gg_tenant_find(const char *name)
 {
-    for (size_t i = 0; i < n_tenants; i++)
+    size_t n = gg_tenants_count();
+    for (size_t i = 0; i < n; i++)
         if (strcmp(tenants[i].name, name) == 0)
             return &tenants[i];
     return NULL;
@@ -158,7 +327,7 @@ gg_tenant_t *gg_tenant_find(const char *name)
 
 int gg_tenants_require_key(void)
 {
-    return require_key;
+    return atomic_load_explicit(&require_key, memory_order_relaxed);
 }
 
 gg_tenant_t *gg_tenant_by_key(const char *key, size_t len)
@@ -166,13 +335,14 @@ gg_tenant_t *gg_tenant_by_key(const char *key, size_t len)
     uint8_t d[32];
     sha256(key, len, d);
     /* Every digest is compared, whatever matched earlier, so the time says nothing about which key is close. */
+    const struct keyset *ks = atomic_load_explicit(&keys, memory_order_acquire);
     size_t found = SIZE_MAX;
-    for (size_t i = 0; i < n_tenants; i++)
-        for (size_t k = 0; k < tenants[i].n_keys; k++) {
-            int eq = CRYPTO_memcmp(d, tenants[i].keys[k], 32) == 0;
-            size_t mask = (size_t)0 - (size_t)eq;
-            found = (found & ~mask) | (i & mask);
-        }
+    for (size_t k = 0; k < ks->n; k++) {
+        int eq = CRYPTO_memcmp(d, ks->e[k].d, 32) == 0;
+        size_t mask = (size_t)0 - (size_t)eq;
+        found = (found & ~mask) | ((size_t)ks->e[k].tenant & mask);
+    }
+    /* A key's tenant was published before the key, so its slot is complete. */
     return found == SIZE_MAX ? NULL : &tenants[found];
 }
 
@@ -219,7 +389,7 @@ gg_tenant_t *gg_tenant_identify(h2o_req_t *req)
                 return t;
         }
     }
-    return require_key ? NULL : default_tenant;
+    return gg_tenants_require_key() ? NULL : default_tenant;
 }
 
 void gg_tenant_respond_unauthorized(h2o_req_t *req, enum gg_dialect d)

@@ -1,7 +1,10 @@
 /* Tenants: who a request belongs to, from `Authorization: Bearer KEY` (keys kept as SHA-256 digests and
  * compared in constant time), or from `X-Tenant-ID` where the config trusts it, else tenant "default".
- * The table is built once from the config before the workers start and never changes afterwards, so
- * workers read it without locks; only the counters and buckets inside a tenant change. */
+ * The table is built from the config before the workers start; the admin API may add tenants and add or
+ * remove keys while workers read it without locks. Tenants live in GG_MAX_TENANTS fixed slots that are
+ * never moved or freed while running (a slot is filled, then published by a release-store of the count);
+ * the keys are one immutable snapshot swapped atomically, a replaced one freed GG_TENANT_KEYS_GRACE_MS
+ * later. Only one thread (the admin thread) changes the table at a time. */
 #ifndef GG_TENANT_H
 #define GG_TENANT_H
 
@@ -17,13 +20,14 @@
 #define GG_MAX_TENANTS 256
 /* Output tokens charged at admission when the request sets no max_tokens. */
 #define GG_TENANT_DEFAULT_MAX_TOKENS 256
+/* A worker holds a key snapshot only inside gg_tenant_by_key(); this is far longer than that. */
+#define GG_TENANT_KEYS_GRACE_MS 5000
 
 typedef struct gg_tenant {
     char name[GG_TENANT_NAME_MAX];
     unsigned idx;
     uint32_t weight, priority, max_inflight, max_queue;
-    uint8_t (*keys)[32]; /* SHA-256 of each key */
-    size_t n_keys;
+    _Atomic size_t n_keys; /* how many keys of the current snapshot are this tenant's */
     gg_ratelimit_t rl;
     _Atomic uint32_t inflight; /* holding a backend slot, over all backends */
     _Atomic uint32_t queued;   /* waiting for admission, over all backends */
@@ -36,8 +40,19 @@ void gg_tenants_free(void);
 size_t gg_tenants_count(void);
 gg_tenant_t *gg_tenant_at(size_t i);
 gg_tenant_t *gg_tenant_find(const char *name);
-/** Whether any tenant has keys (then requests without a known key are refused). */
+/** Whether any tenant has (or had, since start) keys: then requests without a known key are refused.
+ * Removing the last key does not open the gateway to anonymous callers. */
 int gg_tenants_require_key(void);
+
+/** Adds a tenant live (admin thread). 0, -EEXIST (name taken), -ENOSPC (GG_MAX_TENANTS), -EINVAL (name
+ * empty, too long or not [A-Za-z0-9._-]). *out is the new tenant. */
+int gg_tenant_add(const char *name, uint32_t weight, uint32_t priority, uint32_t max_inflight, uint32_t max_queue,
+                  double requests_per_s, uint32_t burst, uint64_t tokens_per_min, gg_tenant_t **out);
+/** Adds key (plain or "sha256:HEX") to tenant t live: it authenticates on the next request.
+ * 0, -EEXIST (some tenant has it), -EINVAL (bad digest), -ENOMEM. */
+int gg_tenant_key_add(gg_tenant_t *t, const char *key);
+/** Removes key from tenant t live: 0 or -ENOENT (t has no such key). */
+int gg_tenant_key_remove(gg_tenant_t *t, const char *key);
 
 /** Finds the tenant for a bearer key (constant time over every key of every tenant); NULL if unknown. */
 gg_tenant_t *gg_tenant_by_key(const char *key, size_t len);

@@ -140,9 +140,39 @@ test('gridctl backend/model/health/stats/config/tenant verbs, exit codes and -j 
   r = await ctl(gw, ['tenant', 'show', 'alice']);
   assert.equal(r.json.weight, 5);
   assert.ok(r.json.metrics.rejected_total >= 1, JSON.stringify(r.json));
+  // Tenants and keys are added live: bob's key works at once, his limits apply, a removed key gets 401.
+  const bobAuth = { authorization: 'Bearer bob-key' };
+  assert.equal((await http('POST', `${gw.url}/v1/chat/completions`, { body: chat('a'), headers: bobAuth })).status, 401);
+  r = await ctl(gw, ['tenant', 'add', 'bob', 'requests_per_s', '0.1', 'burst', '1', 'priority', '2']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(r.json.name, 'bob');
+  assert.equal(r.json.priority, 2);
+  assert.equal(r.json.keys, 0);
   r = await ctl(gw, ['tenant', 'add', 'bob']);
+  assert.equal(r.code, 6);
+  assert.match(r.json.error.message, /already exists/);
+  r = await ctl(gw, ['tenant', 'add', 'bad name']);
   assert.equal(r.code, 1);
-  assert.match(r.json.error.message, /restart/);
+  assert.equal(r.json.error.field, 'name');
+  r = await ctl(gw, ['tenant', 'key', 'add', 'bob', 'bob-key']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(r.json.keys, 1);
+  r = await ctl(gw, ['tenant', 'key', 'add', 'bob', 'alice-key']);
+  assert.equal(r.code, 6);
+  assert.match(r.json.error.message, /already belongs/);
+  const bobCodes = [];
+  for (let i = 0; i < 2; i++) bobCodes.push((await http('POST', `${gw.url}/v1/chat/completions`, { body: chat('a'), headers: bobAuth })).status);
+  assert.deepEqual(bobCodes, [200, 429]);
+  r = await ctl(gw, ['tenant', 'show', 'bob']);
+  assert.equal(r.json.keys, 1);
+  assert.equal(r.json.metrics.requests_total, 2, JSON.stringify(r.json));
+  r = await ctl(gw, ['tenant', 'key', 'remove', 'bob', 'bob-key']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  r = await ctl(gw, ['tenant', 'key', 'remove', 'bob', 'bob-key']);
+  assert.equal(r.code, 3);
+  assert.equal((await http('POST', `${gw.url}/v1/chat/completions`, { body: chat('a'), headers: bobAuth })).status, 401);
+  // alice's key still authenticates after the key table was swapped twice.
+  assert.notEqual((await http('POST', `${gw.url}/v1/chat/completions`, { body: chat('a'), headers: auth })).status, 401);
 
   r = await ctl(gw, ['config', 'show']);
   assert.equal(r.code, 0);

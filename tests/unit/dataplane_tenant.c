@@ -159,4 +159,57 @@ static void test_reject_names(void)
     CHECK_EQ_STR(gg_reject_name(GG_REJECT_OVERLOADED), "overloaded");
 }
 
-TEST_MAIN(test_table, test_identify, test_cidr, test_cost, test_reject_names)
+/* The admin API's live changes: a new tenant and its keys authenticate at once, removed keys do not, and
+ * removing the last key keeps keys required. */
+static void test_live(void)
+{
+    CHECK_EQ_INT(load("{\"tenants\":[{\"name\":\"a\",\"keys\":[\"k1\"]}]}"), 0);
+    gg_tenant_t *a = gg_tenant_find("a"), *b = NULL, *dup = NULL;
+    CHECK_EQ_INT(gg_tenant_add("b", 3, 1, 0, 10, 2.0, 2, 0, &b), 0);
+    CHECK(b != NULL && gg_tenant_find("b") == b);
+    CHECK_EQ_INT(gg_tenants_count(), 3);
+    CHECK_EQ_INT(b->weight, 3);
+    CHECK_EQ_INT(gg_tenant_add("b", 1, 0, 0, 0, 0, 0, 0, &dup), -EEXIST);
+    CHECK_EQ_INT(gg_tenant_add("bad name", 1, 0, 0, 0, 0, 0, 0, &dup), -EINVAL);
+    CHECK_EQ_INT(gg_tenant_add("", 1, 0, 0, 0, 0, 0, 0, &dup), -EINVAL);
+    CHECK(gg_tenant_by_key("k2", 2) == NULL);
+    CHECK_EQ_INT(gg_tenant_key_add(b, "k2"), 0);
+    CHECK_EQ_INT(gg_tenant_key_add(b, "sha256:" "5f0b5b2d8c5c1f2a8d3f1e6e1c3a8f3c1b2e3d4f5a6b7c8d9e0f1a2b3c4d5e6f"), 0);
+    CHECK_EQ_INT(gg_tenant_key_add(b, "sha256:xyz"), -EINVAL);
+    CHECK_EQ_INT(gg_tenant_key_add(b, "k1"), -EEXIST); /* a's key: one key, one tenant */
+    CHECK_EQ_INT((int)b->n_keys, 2);
+    CHECK(gg_tenant_by_key("k2", 2) == b);
+    CHECK(gg_tenant_by_key("k1", 2) == a);
+    CHECK_EQ_STR(name_of(identify("Bearer k2", NULL, "127.0.0.1")), "b");
+    CHECK_EQ_INT(gg_tenant_key_remove(a, "k2"), -ENOENT); /* not a's */
+    CHECK_EQ_INT(gg_tenant_key_remove(b, "k2"), 0);
+    CHECK_EQ_INT(gg_tenant_key_remove(b, "k2"), -ENOENT);
+    CHECK(gg_tenant_by_key("k2", 2) == NULL);
+    CHECK_EQ_STR(name_of(identify("Bearer k2", NULL, "127.0.0.1")), "(401)");
+    CHECK_EQ_INT(gg_tenant_key_remove(a, "k1"), 0);
+    CHECK(gg_tenants_require_key());
+    CHECK_EQ_STR(name_of(identify(NULL, NULL, "127.0.0.1")), "(401)");
+
+    /* Without keys at start, the first key added makes keys required. */
+    CHECK_EQ_INT(load("{}"), 0);
+    CHECK(!gg_tenants_require_key());
+    CHECK_EQ_INT(gg_tenant_add("c", 1, 0, 0, 0, 0, 0, 0, &b), 0);
+    CHECK_EQ_INT(gg_tenant_key_add(b, "kc"), 0);
+    CHECK(gg_tenants_require_key());
+    CHECK_EQ_STR(name_of(identify("Bearer kc", NULL, "127.0.0.1")), "c");
+    CHECK_EQ_STR(name_of(identify(NULL, NULL, "127.0.0.1")), "(401)");
+
+    /* The table fills up to GG_MAX_TENANTS and no further. */
+    char name[16];
+    int rc = 0;
+    for (size_t i = gg_tenants_count(); i < GG_MAX_TENANTS && rc == 0; i++) {
+        snprintf(name, sizeof(name), "t%zu", i);
+        rc = gg_tenant_add(name, 1, 0, 0, 0, 0, 0, 0, NULL);
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(gg_tenants_count(), GG_MAX_TENANTS);
+    CHECK_EQ_INT(gg_tenant_add("one-more", 1, 0, 0, 0, 0, 0, 0, NULL), -ENOSPC);
+    gg_tenants_free();
+}
+
+TEST_MAIN(test_table, test_identify, test_cidr, test_cost, test_reject_names, test_live)
