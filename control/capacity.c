@@ -97,7 +97,9 @@ uint32_t gg_cap_step(gg_cap_state_t *s, const gg_cap_params_t *p, const gg_cap_s
         s->good = 0;
         return s->cap;
     }
-    if (s->ceiling && at >= s->ceiling) { /* the re-probe of the ceiling held: forget it */
+    /* The re-probe of the ceiling held: forget it. (Only when the cap let that many through: the engine's count
+     * can run a poll ahead of the gateway's, e.g. a finished request it has not dropped yet.) */
+    if (s->ceiling && s->cap >= s->ceiling && at >= s->ceiling) {
         s->ceiling = 0;
         s->hold_ms = 0;
     }

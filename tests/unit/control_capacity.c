@@ -140,6 +140,11 @@ static void test_ceiling_hold_and_backoff(void)
     while (t < first_drop + 9900)
         engine_poll(&s, 4, 32, 0, t += 100);
     CHECK_EQ_INT(s.cap, 4);
+    /* the engine's count running a poll ahead of the gateway's (5 seen, 4 let through) is no successful re-probe */
+    poll(&s, 4, 4, 1, 5, 50000, t += 100);
+    poll(&s, 4, 4, 0, 5, 50000, t += 100);
+    CHECK_EQ_INT(s.ceiling, 5);
+    CHECK_EQ_INT(s.cap, 4);
     /* after it: probe 5, bad again -> back to 4 with a doubled hold */
     while (s.cap == 4 && t < first_drop + 20000)
         engine_poll(&s, 4, 32, 0, t += 100);
