@@ -148,9 +148,28 @@ static void sample(void)
         A.n_hist++;
 }
 
+/* The status JSON for the main listener: rendered here (admin-thread state), copied by workers. */
+static pthread_mutex_t pub_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *pub_json;
+static _Atomic int pub_on;
+static json_t *status_json(void);
+
+static void publish_status(void)
+{
+    json_t *j = status_json();
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    pthread_mutex_lock(&pub_mu);
+    free(pub_json);
+    pub_json = s;
+    pthread_mutex_unlock(&pub_mu);
+}
+
 static void on_tick(h2o_timeout_entry_t *e)
 {
     sample();
+    if (atomic_load(&pub_on))
+        publish_status();
     h2o_timeout_link(A.loop, &A.tick, &A.tick_entry);
 }
 
@@ -879,6 +898,29 @@ static void route(h2o_req_t *req)
               req->method.base, (int)path.len, path.base);
 }
 
+int gg_admin_public_status(h2o_req_t *req)
+{
+    if (!atomic_load(&pub_on) || !(method_is(req, "GET") || method_is(req, "HEAD")))
+        return 0;
+    h2o_iovec_t path = req->path_normalized;
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/ui"))) {
+        gg_respond(req, 200, "text/html; charset=utf-8", gg_status_page_html,
+                   (size_t)(gg_status_page_html_end - gg_status_page_html));
+        return 1;
+    }
+    if (!h2o_memis(path.base, path.len, H2O_STRLIT("/admin/v1/status")))
+        return 0;
+    pthread_mutex_lock(&pub_mu);
+    h2o_iovec_t body = pub_json ? h2o_strdup(&req->pool, pub_json, SIZE_MAX) : h2o_iovec_init(NULL, 0);
+    pthread_mutex_unlock(&pub_mu);
+    if (body.base == NULL)
+        gg_respond(req, 503, "application/json", H2O_STRLIT("{\"error\":{\"message\":\"status not rendered yet (it needs the admin "
+                                                            "API running)\",\"code\":\"unavailable\"}}"));
+    else
+        gg_respond(req, 200, "application/json", body.base, body.len);
+    return 1;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     if (!authorized(req)) {
@@ -1022,6 +1064,8 @@ int gg_admin_start(const gg_config_t *cfg, const char *config_path)
         return fd;
     }
     A.fd = fd;
+    /* Only the rendered status goes out there: no admin verbs, no config, no secrets. */
+    atomic_store(&pub_on, cfg->status_page.main_listener);
     A.token = cfg->admin_token ? strdup(cfg->admin_token) : NULL;
     A.config_path = config_path ? strdup(config_path) : NULL;
     A.started_ms = mono_ms();
@@ -1054,6 +1098,11 @@ void gg_admin_stop(void)
     atomic_store(&A.stop, 1);
     pthread_join(A.thread, NULL);
     A.started = 0;
+    atomic_store(&pub_on, 0);
+    pthread_mutex_lock(&pub_mu);
+    free(pub_json);
+    pub_json = NULL;
+    pthread_mutex_unlock(&pub_mu);
     if (A.unix_path[0] != '\0')
         unlink(A.unix_path);
 }

@@ -317,6 +317,12 @@ static const struct opt health_opts[] = {
 };
 static const struct schema health_schema = {health_opts, sizeof(health_opts) / sizeof(health_opts[0])};
 
+static const struct opt status_page_opts[] = {
+    {"main_listener", T_BOOL, CFG(status_page.main_listener), .def = "false",
+     .doc = "Also serve the status page at /ui on the client listeners, with its read-only JSON (no secrets, no token)."},
+};
+static const struct schema status_page_schema = {status_page_opts, sizeof(status_page_opts) / sizeof(status_page_opts[0])};
+
 static const struct opt timeouts_opts[] = {
     {"connect_ms", T_U32, CFG(timeouts.connect_ms), .min = 1, .max = 600000, .def = "2000", .doc = "Upstream connect."},
     {"first_byte_ms", T_U32, CFG(timeouts.first_byte_ms), .min = 1, .max = 3600000, .def = "300000",
@@ -389,6 +395,7 @@ static const struct opt root_opts[] = {
      .doc = "Clients by API key (others are tenant \"default\")."},
     {"routing", T_OBJ, 0, .sub = &routing_schema, .doc = "Backend selection."},
     {"health", T_OBJ, 0, .sub = &health_schema, .doc = "Active probes and passive ejection."},
+    {"status_page", T_OBJ, 0, .sub = &status_page_schema, .doc = "Where the status page is served besides the admin API."},
     {"timeouts", T_OBJ, 0, .sub = &timeouts_schema, .doc = "Upstream timeouts."},
     {"limits", T_OBJ, 0, .sub = &limits_schema, .doc = "Resource limits."},
     {"require_models", T_STRLIST, CFG(require_models), CFG(n_require_models), .flags = F_NONEMPTY,

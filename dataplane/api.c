@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "gridgate/accesslog.h"
+#include "gridgate/admin.h"
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/comfy.h"
@@ -312,6 +313,10 @@ static void dispatch(h2o_req_t *req)
     }
     if (gg_comfy_match(path)) {
         gg_comfy_handle(req);
+        return;
+    }
+    if (gg_admin_public_status(req)) {
+        log_answer(req);
         return;
     }
     d = gg_dialect_of_path(path);

@@ -65,6 +65,9 @@ typedef struct gg_config {
         uint32_t interval_ms, timeout_ms, fail_threshold, recover_threshold, cooldown_ms, max_cooldown_ms;
     } health;
     struct {
+        int main_listener; /* also serve /ui and its read-only status JSON on the client listeners */
+    } status_page;
+    struct {
         uint32_t connect_ms, first_byte_ms, idle_ms;
     } timeouts;
     struct {
