@@ -236,8 +236,11 @@ static uint32_t derive_batching_cap(gg_backend_t *b, struct hrec *h, const gg_en
         h->cap_ttft_sum = sum;
         h->cap_ttft_obs = obs;
     }
-    gg_cap_sample_t x = {.inflight = atomic_load(&b->inflight), .has_load = st->has_load, .running = st->running,
-                         .waiting = st->waiting, .ttft_sum_us = sum - h->cap_ttft_sum,
+    gg_cap_sample_t x = {.inflight = atomic_load(&b->inflight),
+                         .has_load = st->has_load,
+                         .running = st->running,
+                         .waiting = st->waiting,
+                         .ttft_sum_us = sum - h->cap_ttft_sum,
                          .ttft_obs = obs - h->cap_ttft_obs > UINT32_MAX ? UINT32_MAX : (uint32_t)(obs - h->cap_ttft_obs)};
     h->cap_ttft_sum = sum;
     h->cap_ttft_obs = obs;

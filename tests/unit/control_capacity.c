@@ -4,15 +4,25 @@
 #include "gridgate/capacity.h"
 #include "test.h"
 
-static const gg_cap_params_t P = {.min_cap = 1, .max_cap = 16, .min_obs = 3, .rise_permille = 2000, .confirm = 2,
-                                  .grow_after = 3, .hold_ms = 10000, .max_hold_ms = 40000};
+static const gg_cap_params_t P = {.min_cap = 1,
+                                  .max_cap = 16,
+                                  .min_obs = 3,
+                                  .rise_permille = 2000,
+                                  .confirm = 2,
+                                  .grow_after = 3,
+                                  .hold_ms = 10000,
+                                  .max_hold_ms = 40000};
 
 /* One poll with `n` TTFT observations of `ttft_us` each. */
 static uint32_t poll(gg_cap_state_t *s, uint32_t inflight, uint32_t running, uint32_t waiting, uint32_t n, uint32_t ttft_us,
                      uint64_t now)
 {
-    gg_cap_sample_t x = {.inflight = inflight, .has_load = 1, .running = running, .waiting = waiting,
-                         .ttft_sum_us = (uint64_t)n * ttft_us, .ttft_obs = n};
+    gg_cap_sample_t x = {.inflight = inflight,
+                         .has_load = 1,
+                         .running = running,
+                         .waiting = waiting,
+                         .ttft_sum_us = (uint64_t)n * ttft_us,
+                         .ttft_obs = n};
     return gg_cap_step(s, &P, &x, now);
 }
 
@@ -176,6 +186,6 @@ static void test_light_load_keeps_cap(void)
     CHECK_EQ_INT(s.cap, 8);
 }
 
-TEST_MAIN(test_init_and_bounds, test_queue_pulls_cap_to_running, test_ttft_rise_without_engine_metrics, test_thin_windows_accumulate,
-          test_grows_while_flat_and_binding, test_settles_at_engine_seqs_under_noise, test_ceiling_hold_and_backoff,
-          test_light_load_keeps_cap)
+TEST_MAIN(test_init_and_bounds, test_queue_pulls_cap_to_running, test_ttft_rise_without_engine_metrics,
+          test_thin_windows_accumulate, test_grows_while_flat_and_binding, test_settles_at_engine_seqs_under_noise,
+          test_ceiling_hold_and_backoff, test_light_load_keeps_cap)
