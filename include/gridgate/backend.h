@@ -52,7 +52,7 @@ typedef struct gg_backend {
     _Atomic uint32_t kind; /* enum gg_engine_kind: UNKNOWN until the first probe detects it */
     _Atomic uint32_t state, weight;
     _Atomic uint32_t capacity; /* max concurrent: configured max_inflight, else derived from the engine
-                                  (llama.cpp total_slots, ollama 1, vllm/sglang max(running seen, 8), others 1) */
+                                  (llama.cpp total_slots, ollama 1, vllm/sglang control/capacity.c, others 1) */
     _Atomic uint32_t engine_running, engine_waiting, kv_permille, ttft_ewma_us, tokens_per_s, consecutive_failures;
     _Atomic uint32_t max_inflight; /* configured (0 = derive capacity) */
     _Atomic uint32_t generation;   /* bumped on every change of the slot */
