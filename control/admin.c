@@ -522,7 +522,6 @@ out:
     json_decref(o);
 }
 
-
 static json_t *history_json(void)
 {
     json_t *t = json_array(), *r = json_array(), *k = json_array();
@@ -914,8 +913,9 @@ int gg_admin_public_status(h2o_req_t *req)
     h2o_iovec_t body = pub_json ? h2o_strdup(&req->pool, pub_json, SIZE_MAX) : h2o_iovec_init(NULL, 0);
     pthread_mutex_unlock(&pub_mu);
     if (body.base == NULL)
-        gg_respond(req, 503, "application/json", H2O_STRLIT("{\"error\":{\"message\":\"status not rendered yet (it needs the admin "
-                                                            "API running)\",\"code\":\"unavailable\"}}"));
+        gg_respond(req, 503, "application/json",
+                   H2O_STRLIT("{\"error\":{\"message\":\"status not rendered yet (it needs the admin "
+                              "API running)\",\"code\":\"unavailable\"}}"));
     else
         gg_respond(req, 200, "application/json", body.base, body.len);
     return 1;

@@ -174,7 +174,9 @@ static void test_live(void)
     CHECK_EQ_INT(gg_tenant_add("", 1, 0, 0, 0, 0, 0, 0, &dup), -EINVAL);
     CHECK(gg_tenant_by_key("k2", 2) == NULL);
     CHECK_EQ_INT(gg_tenant_key_add(b, "k2"), 0);
-    CHECK_EQ_INT(gg_tenant_key_add(b, "sha256:" "5f0b5b2d8c5c1f2a8d3f1e6e1c3a8f3c1b2e3d4f5a6b7c8d9e0f1a2b3c4d5e6f"), 0);
+    CHECK_EQ_INT(gg_tenant_key_add(b, "sha256:"
+                                      "5f0b5b2d8c5c1f2a8d3f1e6e1c3a8f3c1b2e3d4f5a6b7c8d9e0f1a2b3c4d5e6f"),
+                 0);
     CHECK_EQ_INT(gg_tenant_key_add(b, "sha256:xyz"), -EINVAL);
     CHECK_EQ_INT(gg_tenant_key_add(b, "k1"), -EEXIST); /* a's key: one key, one tenant */
     CHECK_EQ_INT((int)b->n_keys, 2);
