@@ -190,3 +190,27 @@ int gg_adapter_check_health(const char *base_url, int timeout_ms, gg_engine_stat
     }
     return 0;
 }
+
+int gg_adapter_poll_openai(const char *url, int timeout_ms, gg_engine_status_t *st,
+                           int (*parse_metrics)(const char *body, gg_engine_status_t *st))
+{
+    gg_httpc_response_t res = {0};
+    int r = gg_adapter_check_health(url, timeout_ms, st);
+    if (r < 0)
+        return r;
+    r = gg_adapter_get(url, "/v1/models", timeout_ms, &res, st);
+    if (r < 0)
+        return r;
+    r = gg_parse_openai_models(res.body, 1, st);
+    gg_httpc_response_free(&res);
+    if (r < 0) {
+        snprintf(st->reason, sizeof(st->reason), "bad JSON from /v1/models");
+        return r;
+    }
+    if (parse_metrics != NULL && gg_adapter_get(url, "/metrics", timeout_ms, &res, st) == 0) {
+        parse_metrics(res.body, st);
+        gg_httpc_response_free(&res);
+    }
+    st->reason[0] = '\0';
+    return 0;
+}

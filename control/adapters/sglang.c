@@ -39,25 +39,7 @@ static int detect(const char *url, int timeout_ms)
 
 static int poll_engine(const char *url, int timeout_ms, gg_engine_status_t *st)
 {
-    gg_httpc_response_t res = {0};
-    int r = gg_adapter_check_health(url, timeout_ms, st);
-    if (r < 0)
-        return r;
-    r = gg_adapter_get(url, "/v1/models", timeout_ms, &res, st);
-    if (r < 0)
-        return r;
-    r = gg_parse_openai_models(res.body, 1, st);
-    gg_httpc_response_free(&res);
-    if (r < 0) {
-        snprintf(st->reason, sizeof(st->reason), "bad JSON from /v1/models");
-        return r;
-    }
-    if (gg_adapter_get(url, "/metrics", timeout_ms, &res, st) == 0) {
-        gg_sglang_parse_metrics(res.body, st);
-        gg_httpc_response_free(&res);
-    }
-    st->reason[0] = '\0';
-    return 0;
+    return gg_adapter_poll_openai(url, timeout_ms, st, gg_sglang_parse_metrics);
 }
 
 const gg_adapter_t gg_adapter_sglang = {

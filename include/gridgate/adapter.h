@@ -59,6 +59,10 @@ int gg_adapter_get(const char *base_url, const char *path, int timeout_ms, struc
 /** GET /health: 2xx 0; 503 -EBUSY (loading; vLLM, SGLang, MLX and llama.cpp answer 503 while loading);
  * other statuses -EIO; transport errors -errno. Fills st->reason on failure. */
 int gg_adapter_check_health(const char *base_url, int timeout_ms, gg_engine_status_t *st);
+/** The poll of an engine that serves the OpenAI routes and lists only loaded models (vLLM, SGLang, MLX): its
+ * health route, /v1/models, and /metrics through `parse_metrics` when that is not NULL. 0 or -errno. */
+int gg_adapter_poll_openai(const char *url, int timeout_ms, gg_engine_status_t *st,
+                           int (*parse_metrics)(const char *body, gg_engine_status_t *st));
 
 /* --- pure parsers per engine (fixtures in tests/unit/control_adapters.c) ------------------------- */
 int gg_ollama_parse_tags(const char *body, gg_engine_status_t *st); /* /api/tags */
