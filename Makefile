@@ -115,7 +115,7 @@ test-integration: all tests/clients/node_modules/.package-lock.json
 	$(Q)GG_BUILD=$(B) GG_ONLY=integration tests/run.sh
 # Unit tests under valgrind memcheck (a plain build: valgrind and ASan do not mix); leaks fail the run.
 test-valgrind: $(UNIT_BINS)
-	$(Q)for t in $(UNIT_BINS); do valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	$(Q)for t in $(UNIT_BINS); do valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp \
 	    $$t > $$t.vg.log 2>&1 && echo "ok   valgrind $$t" || { tail -40 $$t.vg.log; echo "FAIL valgrind $$t"; exit 1; }; done
 # Long run under mixed load and periodic backend faults: flat RSS and fds, no unexpected error lines.
 SOAK_MINUTES ?= 5
