@@ -432,6 +432,8 @@ static void *xrealloc(void *p, size_t n)
 
 static const char *json_type_name(json_t *v)
 {
+    if (v == NULL)
+        return "nothing";
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         return "an object";
@@ -1190,8 +1192,8 @@ int gg_config_add_backend_url(gg_config_t *cfg, const char *spec, char *err, siz
     push_key(&c, spec);
     gg_config_backend_t b = {0};
     apply_defaults(&backend_schema, &b);
-    json_t *u = json_string(s);
-    int r = parse_url(&backend_opts[1], u, &b, &c);
+    json_t *u = json_string(s); /* NULL for text that is not UTF-8 */
+    int r = u != NULL ? parse_url(&backend_opts[1], u, &b, &c) : set_error(&c, "the URL is not valid UTF-8");
     json_decref(u);
     /* Fragments are ';' or '#' separated key=value pairs naming backend options. */
     for (char *save = NULL, *kv = frag ? strtok_r(frag, "#;,", &save) : NULL; r == 0 && kv != NULL;

@@ -244,6 +244,9 @@ static void test_command_line(void)
                       "auto|ollama|vllm|sglang|llamacpp|lmstudio|mlx|comfyui");
     CHECK_EQ_INT(gg_config_add_backend_url(&cfg, "http://x:1#color=red", err, sizeof(err)), -EINVAL);
     CHECK_EQ_INT(gg_config_add_backend_url(&cfg, "ftp//", err, sizeof(err)), -EINVAL);
+    /* found by fuzzing: a URL that is not UTF-8 is an error, not a crash */
+    CHECK_EQ_INT(gg_config_add_backend_url(&cfg, "http://l/\xd1", err, sizeof(err)), -EINVAL);
+    CHECK(strstr(err, "not valid UTF-8") != NULL);
     CHECK_EQ_INT(cfg.n_backends, 3);
     /* scalar setters through the table */
     CHECK_EQ_INT(gg_config_set(&cfg, "threads", "3", err, sizeof(err)), 0);

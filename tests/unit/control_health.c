@@ -241,7 +241,8 @@ static void test_live(void)
     CHECK_EQ_INT(v->kind, GG_ENGINE_VLLM);
     CHECK_EQ_INT(o->state, GG_BACKEND_UP);
     CHECK_EQ_INT(o->kind, GG_ENGINE_OLLAMA);
-    CHECK_EQ_INT(dead->state, GG_BACKEND_DOWN);
+    /* down, or already half-open once the 50 ms cooldown passed (valgrind is that slow) */
+    CHECK(dead->state == GG_BACKEND_DOWN || dead->state == GG_BACKEND_HALF_OPEN);
     CHECK_EQ_INT(v->capacity, 8);
     CHECK_EQ_INT(o->capacity, 3);
     const gg_model_table_t *t = gg_models_current();
