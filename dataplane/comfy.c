@@ -498,7 +498,6 @@ static uint64_t rand_cb(void *w)
     return gg_worker_rand(w);
 }
 
-
 static void release_backend(call_t *c, int failed)
 {
     if (!c->dispatched)

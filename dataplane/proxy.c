@@ -132,7 +132,6 @@ static void release_backend(call_t *c, int failed)
         gg_backend_report_success(b);
 }
 
-
 /* --- noticing a client that leaves before the response starts ------------------------------------ */
 
 /* h2o's HTTP/1 code does not read from a client while its request is handled, so a client that hangs up
