@@ -676,6 +676,7 @@ static void backend_weight(h2o_req_t *req, const char *name)
         else {
             /* The router reads weight on every choice; no generation bump, so pools and streams are untouched. */
             atomic_store(&b->weight, w);
+            gg_backends_publish(gg_backend_index(b));
             reply(req, 200, json_pack("{s:s, s:i}", "name", name, "weight", (int)w));
         }
     }

@@ -1,6 +1,6 @@
 /* The BPF loader and map publisher (see bpf.h): libbpf-bootstrap lifecycle (open -> load -> attach -> destroy),
  * pinning by name under --pin-path with an ABI check through the `meta` map, the registry mirror into `backends`
- * (mmapped, seqlocked per slot) and `models`, and the flow table operations used by the splice hand-off. */
+ * (the router's view, mmapped, seqlocked per slot; control/backends.c writes it), `models` and `tenants`, and the flow table operations used by the splice hand-off. */
 #include "gridgate/bpf.h"
 
 #include <errno.h>
@@ -214,9 +214,9 @@ static int load(const char *pin_path, const char **what)
         *what = "mmap flows";
         goto cleanup;
     }
-    /* A previous run's slots and flows describe nothing that exists now. */
-    memset(view, 0, sizeof(struct gg_bpf_backend) * GG_BPF_MAX_BACKENDS);
+    /* A previous run's flows describe nothing that exists now; the view move rewrites every backend slot. */
     memset(flow_tab, 0, sizeof(struct gg_bpf_flow) * GG_BPF_MAX_FLOWS);
+    gg_backend_view_move(view);
     n_free = 0;
     for (uint32_t i = GG_BPF_MAX_FLOWS; i-- > 0;)
         flow_free[n_free++] = i;
@@ -281,6 +281,7 @@ void gg_bpf_shutdown(void)
     bpf_prog_detach2(bpf_program__fd(skel->progs.gg_verdict), fd_socks, BPF_SK_SKB_VERDICT);
     if (msg_attached)
         bpf_prog_detach2(bpf_program__fd(skel->progs.gg_msg), fd_socks, BPF_SK_MSG_VERDICT);
+    gg_backend_view_move(NULL);
     if (view != NULL)
         munmap(view, view_len);
     if (flow_tab != NULL)
@@ -296,27 +297,6 @@ void gg_bpf_shutdown(void)
 }
 
 /* --- publishing --------------------------------------------------------------------------------- */
-
-static void fill(struct gg_bpf_backend *v, const gg_backend_t *b)
-{
-    memset(v, 0, sizeof(*v));
-    v->state = atomic_load(&b->state);
-    if (v->state == GG_BACKEND_FREE)
-        return;
-    v->id = b->id;
-    v->kind = atomic_load(&b->kind);
-    v->weight = atomic_load(&b->weight);
-    v->inflight = atomic_load(&b->inflight);
-    v->capacity = atomic_load(&b->capacity);
-    v->engine_running = atomic_load(&b->engine_running);
-    v->engine_waiting = atomic_load(&b->engine_waiting);
-    v->kv_permille = atomic_load(&b->kv_permille);
-    v->ttft_ewma_us = atomic_load(&b->ttft_ewma_us);
-    v->tokens_per_s = atomic_load(&b->tokens_per_s);
-    v->consecutive_failures = atomic_load(&b->consecutive_failures);
-    v->port = b->port;
-    memcpy(v->name, b->name, strnlen(b->name, sizeof(v->name) - 1));
-}
 
 static void sync_models(void)
 {
@@ -348,24 +328,12 @@ static void sync_models(void)
 
 void gg_bpf_sync(void)
 {
+    /* The backends view is the router's table whether or not BPF is on (in the mmapped map when it is). */
+    gg_backends_publish_all();
     if (view == NULL)
         return;
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&lock);
-    for (uint32_t s = 0; s < GG_BPF_MAX_BACKENDS; s++) {
-        struct gg_bpf_backend v;
-        struct gg_bpf_backend *slot = &view[s];
-        fill(&v, &gg_backends[s]);
-        v.seq = slot->seq;
-        if (memcmp(&v, slot, sizeof(v)) == 0)
-            continue;
-        /* seqlock: odd while the slot is rewritten; readers retry on odd or changed. */
-        __atomic_store_n(&slot->seq, v.seq + 1, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_RELEASE);
-        v.seq += 2;
-        memcpy((char *)slot + sizeof(v.seq), (char *)&v + sizeof(v.seq), sizeof(v) - sizeof(v.seq));
-        __atomic_store_n(&slot->seq, v.seq, __ATOMIC_RELEASE);
-    }
     sync_models();
     pthread_mutex_unlock(&lock);
 }
