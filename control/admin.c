@@ -24,6 +24,7 @@
 
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
+#include "gridgate/bpf.h"
 #include "gridgate/buf.h"
 #include "gridgate/health.h"
 #include "gridgate/log.h"
@@ -411,6 +412,7 @@ static void tenant_update(h2o_req_t *req, const char *name)
         return;
     if (tenant_limits(req, o, t, 0, 0) && tenant_limits(req, o, t, 1, 0)) {
         gg_info("admin: tenant %s updated", name);
+        gg_bpf_sync(); /* the `tenants` map shows the new limits now, not at the next health round */
         reply(req, 200, tenant_json(t));
     }
     json_decref(o);
@@ -483,6 +485,7 @@ static void tenant_add(h2o_req_t *req)
             gg_warn("admin: tenant %s: keys[%zu] not added: %s", name, i, strerror(-rc));
     }
     gg_info("admin: tenant %s added with %zu keys", name, json_array_size(keys));
+    gg_bpf_sync();
     reply(req, 201, tenant_json(t));
 out:
     json_decref(o);
@@ -676,6 +679,7 @@ static void backend_weight(h2o_req_t *req, const char *name)
         else {
             /* The router reads weight on every choice; no generation bump, so pools and streams are untouched. */
             atomic_store(&b->weight, w);
+            gg_backends_publish(gg_backend_index(b));
             reply(req, 200, json_pack("{s:s, s:i}", "name", name, "weight", (int)w));
         }
     }

@@ -505,7 +505,7 @@ static void release_backend(call_t *c, int failed)
         return;
     c->dispatched = 0;
     gg_backend_t *b = &gg_backends[c->slot];
-    atomic_fetch_sub_explicit(&b->inflight, 1, memory_order_relaxed);
+    gg_backend_inflight_add(c->slot, -1);
     if (failed)
         gg_backend_report_failure(b);
     else
@@ -579,7 +579,7 @@ static void send_to(call_t *c, int slot)
         gg_buf_append_str(&head, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
     gg_buf_append_str(&head, "\r\n");
 
-    atomic_fetch_add_explicit(&b->inflight, 1, memory_order_relaxed);
+    gg_backend_inflight_add(gg_backend_index(b), 1);
     atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
     c->dispatched = 1;
     /* A 101 comes at once or not at all; other answers may wait for a large image. */
