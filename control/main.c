@@ -14,6 +14,7 @@
 #include "gridgate/backend.h"
 #include "gridgate/bpf.h"
 #include "gridgate/config.h"
+#include "gridgate/guard.h"
 #include "gridgate/health.h"
 #include "gridgate/log.h"
 #include "gridgate/proxy.h"
@@ -278,11 +279,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    gg_guard_configure(&cfg);
     if (gg_bpf_init(cfg.bpf.mode, cfg.bpf.pin_path) != 0)
         return 1;
 
     gg_api_init(&cfg);
-    if (gg_server_init(&so, gg_api_on_req) != 0)
+    if (gg_server_init(&so, gg_api_on_req) != 0 || gg_guard_start() != 0)
         return 1;
     if (apply_backends(&cfg) != 0)
         return 1;
