@@ -704,11 +704,14 @@ static void guard_verb(h2o_req_t *req, const char *verb)
         ;
     else if ((rc = verb[0] == 'd'   ? gg_guard_deny(prefix, seconds, err, sizeof(err))
                    : verb[0] == 'a' ? gg_guard_allow(prefix, err, sizeof(err))
-                                    : gg_guard_remove(prefix, err, sizeof(err))) != 0)
-        error(req, rc == -ENOENT ? 404 : rc == -ENOTSUP ? 503 : rc == -EINVAL ? 400 : 500,
-              rc == -ENOENT ? "not_found" : rc == -ENOTSUP ? "unavailable" : rc == -EINVAL ? "invalid_field" : "failed",
-              rc == -EINVAL ? "prefix" : NULL, "%s", err);
-    else {
+                                    : gg_guard_remove(prefix, err, sizeof(err))) != 0) {
+        if (rc == -EINVAL)
+            error(req, 400, "invalid_field", "prefix", "%s", err);
+        else if (rc == -ENOENT)
+            error(req, 404, "not_found", NULL, "%s", err);
+        else
+            error(req, rc == -ENOTSUP ? 503 : 500, rc == -ENOTSUP ? "unavailable" : "failed", NULL, "%s", err);
+    } else {
         json_t *r = json_pack("{s:s, s:s}", "prefix", prefix, "done", verb);
         if (verb[0] == 'd')
             json_object_set_new(r, "seconds", seconds ? json_integer(seconds) : json_null());

@@ -1119,7 +1119,10 @@ static int validate(gg_config_t *cfg, struct ctx *c)
             push_key(c, "interfaces");
             if (cfg->bpf.xdp.n_interfaces > 1 && c->text != NULL)
                 push_idx(c, (int)i);
-            return set_error(c, bad == 2 ? "duplicate interface \"%s\"" : "\"%s\" is not an interface name (1..15 characters, no '/', ':' or spaces)", n);
+            return set_error(c,
+                             bad == 2 ? "duplicate interface \"%s\""
+                                      : "\"%s\" is not an interface name (1..15 characters, no '/', ':' or spaces)",
+                             n);
         }
     }
     if (cfg->bpf.xdp.n_interfaces > GG_GUARD_MAX_IFACES) {

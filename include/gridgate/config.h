@@ -92,7 +92,8 @@ typedef struct gg_config {
             size_t n_interfaces;
             double syn_rate;    /* SYNs per second per source (0: no bucket) */
             uint32_t syn_burst; /* SYNs a source may send at once */
-            uint32_t auth_fail_limit, auth_fail_window_s, deny_seconds; /* limit 0: off */
+            /* auth_fail_limit failures within auth_fail_window_s: denied for deny_seconds (limit 0: off) */
+            uint32_t auth_fail_limit, auth_fail_window_s, deny_seconds;
         } xdp;
         int reuseport; /* least-loaded worker pick for new connections */
     } bpf;

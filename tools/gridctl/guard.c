@@ -98,7 +98,8 @@ static int list(int argc, char **argv)
             snprintf(left, sizeof(left), "%lld", json_integer_value(s));
         table_add(&t, "deny", json_string_value(json_object_get(e, "prefix")), left);
     }
-    json_array_foreach(json_object_get(j, "allow"), i, e) table_add(&t, "allow", json_string_value(json_object_get(e, "prefix")), "");
+    json_array_foreach(json_object_get(j, "allow"), i, e)
+        table_add(&t, "allow", json_string_value(json_object_get(e, "prefix")), "");
     table_print(&t);
     json_decref(j);
     return EXIT_OK;
@@ -124,10 +125,11 @@ static int stats(int argc, char **argv)
     printf("xdp:");
     if (json_array_size(json_object_get(j, "interfaces")) == 0)
         printf(" not attached (bpf.xdp.interfaces is empty)");
-    json_array_foreach(json_object_get(j, "interfaces"), i, e) printf(" %s (%s)", json_string_value(json_object_get(e, "name")),
-                                                                     json_string_value(json_object_get(e, "mode")));
+    json_array_foreach(json_object_get(j, "interfaces"), i, e)
+        printf(" %s (%s)", json_string_value(json_object_get(e, "name")), json_string_value(json_object_get(e, "mode")));
     printf("\nsyn rate per source: %g/s, burst %lld\nreuseport pick: %s\n", json_number_value(json_object_get(j, "syn_rate")),
-           json_integer_value(json_object_get(j, "syn_burst")), json_is_true(json_object_get(j, "reuseport")) ? "least-loaded" : "kernel hash");
+           json_integer_value(json_object_get(j, "syn_burst")),
+           json_is_true(json_object_get(j, "reuseport")) ? "least-loaded" : "kernel hash");
     static const char *const h[] = {"REASON", "PACKETS"};
     static const int r[] = {0, 1};
     struct table t;

@@ -197,8 +197,8 @@ static int do_help(int argc, char **argv)
 }
 
 static const struct cmd top_cmds[] = {
-    {"backend", do_backend}, {"model", do_model},   {"tenant", do_tenant}, {"stats", do_stats}, {"top", do_top}, {"map", do_map},
-    {"health", do_health},   {"config", do_config}, {"agent", do_agent},   {"guard", do_guard}, {"help", do_help},   {NULL, NULL},
+    {"backend", do_backend}, {"model", do_model},   {"tenant", do_tenant}, {"stats", do_stats}, {"top", do_top},   {"map", do_map},
+    {"health", do_health},   {"config", do_config}, {"agent", do_agent},   {"guard", do_guard}, {"help", do_help}, {NULL, NULL},
 };
 
 int main(int argc, char **argv)
