@@ -23,11 +23,7 @@
 #include "gridgate/buf.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
-#include "gridgate/server.h"
 #include "ingress.skel.h"
-
-_Static_assert(GG_GUARD_MAX_WORKERS == GG_MAX_WORKERS, "worker_load has a slot per worker");
-_Static_assert(GG_GUARD_MAX_LISTEN == GG_MAX_LISTEN, "listeners has a group per listen address");
 
 static const char *const pinned_maps[] = {"guard_deny",  "guard_allow", "guard_bucket", "guard_cfg",
                                           "guard_ports", "guard_stats", "worker_load"};
@@ -53,6 +49,7 @@ static size_t n_xdp;
 static uint64_t *load_view; /* the mmapped worker_load array */
 static size_t load_len;
 static int reuseport_on;
+static unsigned n_workers;
 
 void gg_guard_configure(const gg_config_t *cfg)
 {
@@ -156,7 +153,7 @@ static void write_cfg(void)
         c.tolerance_ns = (uint64_t)(conf.syn_burst - 1) * c.interval_ns;
         c.syn_rate = conf.syn_rate < 1 ? 1 : (uint32_t)conf.syn_rate;
     }
-    c.n_workers = reuseport_on ? gg_server_opts.threads : 0;
+    c.n_workers = reuseport_on ? n_workers : 0;
     uint32_t key = 0;
     bpf_map_update_elem(bpf_map__fd(skel->maps.guard_cfg), &key, &c, BPF_ANY);
 }
@@ -212,22 +209,22 @@ fail:
 }
 
 /* The reuseport group of every listen address gets the pick; any failure leaves the kernel's hash in charge. */
-static int start_reuseport(void)
+static int start_reuseport(const gg_guard_listeners_t *l)
 {
     int prog = bpf_program__fd(skel->progs.gg_pick_worker);
     int fd_socks = bpf_map__fd(skel->maps.listeners), fd_grp = bpf_map__fd(skel->maps.listener_grp);
-    for (size_t g = 0; g < gg_server_opts.num_listen; g++) {
-        int fd0 = gg_server_listen_fd(0, g);
+    for (size_t g = 0; g < l->groups; g++) {
+        int fd0 = l->fd[g][0];
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         if (fd0 < 0 || getsockname(fd0, (struct sockaddr *)&ss, &sl) == -1)
             return -EINVAL;
-        uint32_t key = (uint32_t)ss.ss_family << 16 | gg_server_opts.listen[g].port, gi = (uint32_t)g;
+        uint32_t key = (uint32_t)ss.ss_family << 16 | l->port[g], gi = (uint32_t)g;
         if (bpf_map_update_elem(fd_grp, &key, &gi, BPF_NOEXIST) != 0)
             return -errno; /* two listen addresses with one family and port: the kernel's hash serves them */
-        for (unsigned w = 0; w < gg_server_opts.threads; w++) {
+        for (unsigned w = 0; w < l->workers; w++) {
             uint32_t idx = (uint32_t)g * GG_GUARD_MAX_WORKERS + w;
-            uint64_t fd = (uint64_t)gg_server_listen_fd(w, g);
+            uint64_t fd = (uint64_t)l->fd[g][w];
             if (bpf_map_update_elem(fd_socks, &idx, &fd, BPF_ANY) != 0)
                 return -errno;
         }
@@ -270,23 +267,30 @@ static int attach_xdp(const char *name)
     return 0;
 }
 
-int gg_guard_start(void)
+uint64_t *gg_guard_conn_counts(void)
+{
+    return load_view;
+}
+
+int gg_guard_start(const gg_guard_listeners_t *l)
 {
     if (skel == NULL)
         return 0;
+    if (l->workers > GG_GUARD_MAX_WORKERS || l->groups > GG_GUARD_MAX_LISTEN)
+        return -EINVAL;
+    n_workers = l->workers;
     int fd_ports = bpf_map__fd(skel->maps.guard_ports);
-    for (size_t g = 0; g < gg_server_opts.num_listen; g++) {
-        uint32_t port = gg_server_opts.listen[g].port, one = 1;
+    for (size_t g = 0; g < l->groups; g++) {
+        uint32_t port = l->port[g], one = 1;
         bpf_map_update_elem(fd_ports, &port, &one, BPF_ANY);
     }
-    gg_server_share_conn_counts(load_view);
-    if (conf.reuseport && gg_server_opts.threads > 1) {
-        int rc = start_reuseport();
+    if (conf.reuseport && l->workers > 1) {
+        int rc = start_reuseport(l);
         reuseport_on = rc == 0;
         if (rc != 0)
             gg_warn("guard: reuseport pick not installed (%s); the kernel's hash spreads connections", strerror(-rc));
         else
-            gg_info("guard: new connections go to the least-loaded of %u workers (sk_reuseport)", gg_server_opts.threads);
+            gg_info("guard: new connections go to the least-loaded of %u workers (sk_reuseport)", l->workers);
     }
     write_cfg();
     for (size_t i = 0; i < conf.n_ifaces; i++) {
@@ -306,9 +310,7 @@ void gg_guard_shutdown(void)
     for (size_t i = 0; i < n_xdp; i++)
         close(xdp[i].link_fd);
     n_xdp = 0;
-    /* The workers have stopped; their counts go back to private memory before the map is unmapped. */
-    static uint64_t spare[GG_MAX_WORKERS];
-    gg_server_share_conn_counts(spare);
+    /* The workers' loops have stopped, so no connection count changes after the unmap. */
     if (load_view != NULL)
         munmap(load_view, load_len);
     load_view = NULL;
@@ -472,7 +474,7 @@ json_t *gg_guard_stats_json(void)
         if_indextoname((unsigned)xdp[i].ifindex, name);
         json_array_append_new(ifs, json_pack("{s:s, s:s}", "name", name, "mode", xdp[i].mode));
     }
-    for (unsigned w = 0; load_view != NULL && w < gg_server_opts.threads; w++)
+    for (unsigned w = 0; load_view != NULL && w < n_workers; w++)
         json_array_append_new(workers, json_integer((json_int_t)__atomic_load_n(&load_view[w], __ATOMIC_RELAXED)));
     return json_pack("{s:b, s:o, s:b, s:f, s:i, s:o, s:o}", "enabled", skel != NULL, "interfaces", ifs, "reuseport", reuseport_on,
                      "syn_rate", conf.syn_rate, "syn_burst", (int)conf.syn_burst, "counters", counters, "worker_connections",

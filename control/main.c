@@ -140,6 +140,18 @@ static int parse_hostport(const char *s, gg_listen_addr_t *a)
     return 0;
 }
 
+/* The guard learns the listeners, and the workers count their connections where its reuseport pick reads them. */
+static int start_guard(void)
+{
+    static gg_guard_listeners_t l;
+    gg_server_listeners(&l);
+    if (gg_guard_start(&l) != 0)
+        return -1;
+    if (gg_guard_conn_counts() != NULL)
+        gg_server_share_conn_counts(gg_guard_conn_counts());
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     enum {
@@ -284,7 +296,7 @@ int main(int argc, char **argv)
         return 1;
 
     gg_api_init(&cfg);
-    if (gg_server_init(&so, gg_api_on_req) != 0 || gg_guard_start() != 0)
+    if (gg_server_init(&so, gg_api_on_req) != 0 || start_guard() != 0)
         return 1;
     if (apply_backends(&cfg) != 0)
         return 1;

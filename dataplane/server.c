@@ -17,6 +17,7 @@
 
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
+#include "gridgate/guard.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
 #include "gridgate/upstream.h"
@@ -30,6 +31,7 @@ static SSL_CTX *ssl_ctx;
 static atomic_int stopping;
 /* Open client connections per worker: the sk_reuseport pick reads them, so they live in the mmapped `worker_load` map
  * when the guard shares it (gg_server_share_conn_counts), else here. */
+_Static_assert(GG_GUARD_MAX_WORKERS == GG_MAX_WORKERS && GG_GUARD_MAX_LISTEN == GG_MAX_LISTEN, "the guard maps every listener");
 static uint64_t local_conns[GG_MAX_WORKERS];
 static uint64_t *conns = local_conns;
 static void render_conns(gg_buf_t *out);
@@ -159,9 +161,16 @@ static void render_conns(gg_buf_t *out)
                        (unsigned long long)__atomic_load_n(&conns[t], __ATOMIC_RELAXED));
 }
 
-int gg_server_listen_fd(unsigned worker, size_t i)
+void gg_server_listeners(gg_guard_listeners_t *out)
 {
-    return worker < gg_server_opts.threads && i < gg_server_opts.num_listen ? listen_fds[worker][i] : -1;
+    memset(out, 0, sizeof(*out));
+    out->workers = gg_server_opts.threads;
+    out->groups = gg_server_opts.num_listen;
+    for (size_t i = 0; i < gg_server_opts.num_listen; i++) {
+        out->port[i] = gg_server_opts.listen[i].port;
+        for (unsigned t = 0; t < gg_server_opts.threads; t++)
+            out->fd[i][t] = listen_fds[t][i];
+    }
 }
 
 void gg_server_share_conn_counts(uint64_t *shared)

@@ -17,9 +17,20 @@ void gg_guard_configure(const gg_config_t *cfg);
 /** Loads bpf/ingress.bpf.o and pins its maps under pin_path (gg_bpf_init calls it once the kernel assist is up).
  * 0 or -errno; a failure leaves the guard off and logs why. */
 int gg_guard_load(const char *pin_path);
+/** The data plane's listeners, as gg_server_listeners() describes them. */
+typedef struct gg_guard_listeners {
+    unsigned workers;
+    size_t groups; /* listen addresses; each has one SO_REUSEPORT listener per worker */
+    uint16_t port[GG_GUARD_MAX_LISTEN];
+    int fd[GG_GUARD_MAX_LISTEN][GG_GUARD_MAX_WORKERS];
+} gg_guard_listeners_t;
+
 /** After the listeners exist: publishes their ports, installs the reuseport pick (bpf.reuseport) and attaches XDP to
  * bpf.xdp.interfaces. -errno only when an interface cannot be attached and bpf.mode is on. */
-int gg_guard_start(void);
+int gg_guard_start(const gg_guard_listeners_t *l);
+/** The mmapped per-worker open-connection counts the reuseport pick reads ([GG_GUARD_MAX_WORKERS], atomic adds), or
+ * NULL when the guard is not loaded. Valid until gg_guard_shutdown, which must come after the workers stopped. */
+uint64_t *gg_guard_conn_counts(void);
 /** Detaches XDP and reuseport, unloads (pinned maps stay). */
 void gg_guard_shutdown(void);
 /** 1 when the guard's maps are loaded. */

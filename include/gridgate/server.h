@@ -59,8 +59,9 @@ unsigned gg_server_inflight(void);
  * another backend. NULL when the backend's host name does not resolve.
  */
 struct gg_upstream_pool *gg_worker_pool(gg_worker_t *w, int slot);
-/** Listener fd of worker `worker` for listen address i (after gg_server_init), or -1. */
-int gg_server_listen_fd(unsigned worker, size_t i);
+struct gg_guard_listeners;
+/** Describes the listeners (after gg_server_init) for the ingress guard's reuseport pick. */
+void gg_server_listeners(struct gg_guard_listeners *out);
 /** Before gg_server_run: count open connections per worker in shared[GG_MAX_WORKERS] (atomic adds) from now on. */
 void gg_server_share_conn_counts(uint64_t *shared);
 /** Per-worker random 64-bit number (xorshift64*). */
