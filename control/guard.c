@@ -197,7 +197,19 @@ int gg_guard_load(const char *pin_path)
         bpf_map_delete_elem(fd_ports, &k);
     }
     memset(load_view, 0, sizeof(struct gg_guard_load) * GG_GUARD_MAX_WORKERS);
+    /* Buckets keep a source's debt across a restart, unless the rate or burst they were measured against changed. */
+    struct gg_guard_cfg old = {0};
+    uint32_t zero = 0;
+    bpf_map_lookup_elem(bpf_map__fd(skel->maps.guard_cfg), &zero, &old);
     write_cfg();
+    struct gg_guard_cfg cur = {0};
+    bpf_map_lookup_elem(bpf_map__fd(skel->maps.guard_cfg), &zero, &cur);
+    if (old.interval_ns != cur.interval_ns || old.tolerance_ns != cur.tolerance_ns) {
+        struct gg_guard_src a;
+        int fd_b = bpf_map__fd(skel->maps.guard_bucket);
+        for (int i = 0; i < GG_GUARD_MAX_SOURCES && bpf_map_get_next_key(fd_b, NULL, &a) == 0; i++)
+            bpf_map_delete_elem(fd_b, &a);
+    }
     gg_info("guard: ingress maps %s %s (ABI %u)", reused ? "reused from" : "pinned in", pin_path, GG_GUARD_ABI_VERSION);
     return 0;
 cleanup:
@@ -387,10 +399,29 @@ static int prefix_arg(const char *s, struct gg_guard_prefix *k, char *err, size_
     return 0;
 }
 
+/* Removes deny entries whose time has passed (the program already ignores them; this frees their room). */
+static void prune_expired(void)
+{
+    uint64_t now = mono_ns();
+    struct gg_guard_prefix k, next;
+    for (int more = bpf_map_get_next_key(fd_deny, NULL, &k) == 0; more; k = next) {
+        more = bpf_map_get_next_key(fd_deny, &k, &next) == 0;
+        struct gg_guard_deny v;
+        if (bpf_map_lookup_elem(fd_deny, &k, &v) == 0 && v.until_ns != 0 && v.until_ns <= now)
+            bpf_map_delete_elem(fd_deny, &k);
+    }
+}
+
 static int deny_key(const struct gg_guard_prefix *k, uint32_t seconds)
 {
     uint64_t now = mono_ns();
     struct gg_guard_deny v = {.until_ns = seconds ? now + (uint64_t)seconds * 1000000000ull : 0, .added_ns = now};
+    if (bpf_map_update_elem(fd_deny, k, &v, BPF_ANY) == 0)
+        return 0;
+    if (errno != ENOSPC && errno != E2BIG)
+        return -errno;
+    /* Full: timed denies (most of them from authentication failures) may have run out since the last listing. */
+    prune_expired();
     return bpf_map_update_elem(fd_deny, k, &v, BPF_ANY) == 0 ? 0 : -errno;
 }
 
@@ -435,6 +466,7 @@ json_t *gg_guard_list_json(void)
 {
     json_t *deny = json_array(), *allow = json_array();
     if (skel != NULL) {
+        prune_expired();
         uint64_t now = mono_ns();
         struct gg_guard_prefix k, next;
         char s[64];
@@ -443,10 +475,8 @@ json_t *gg_guard_list_json(void)
             struct gg_guard_deny v;
             if (bpf_map_lookup_elem(fd_deny, &k, &v) != 0)
                 continue;
-            if (v.until_ns != 0 && v.until_ns <= now) {
-                bpf_map_delete_elem(fd_deny, &k); /* expired: the program already ignores it */
-                continue;
-            }
+            if (v.until_ns != 0 && v.until_ns <= now)
+                continue; /* expired: pruned below */
             gg_guard_format_prefix(&k, s, sizeof(s));
             json_array_append_new(
                 deny,

@@ -118,8 +118,8 @@ static void test_not_loaded(void)
     for (int i = 0; i < 100; i++)
         gg_guard_auth_failed((struct sockaddr *)&sa); /* counts nothing, denies nothing */
     gg_guard_auth_failed(NULL);
-    gg_guard_listeners_t l = {.workers = 2, .groups = 1};
-    CHECK_EQ_INT(gg_guard_start(&l), 0);
+    gg_guard_listeners_t ls = {.workers = 2, .groups = 1};
+    CHECK_EQ_INT(gg_guard_start(&ls), 0);
     CHECK(gg_guard_conn_counts() == NULL);
     gg_guard_shutdown();
 }
