@@ -32,6 +32,11 @@ static int prog;
 
 enum { V4, V6, VLAN4 };
 
+/* A packet buffer whose IP header (after 14 bytes of Ethernet) is 4-byte aligned, as a driver would place it. */
+#define PKT(p)                                                                                                                     \
+    _Alignas(8) uint8_t p##_raw[136];                                                                                              \
+    uint8_t *p = p##_raw + 2
+
 /* A TCP segment from src to PORT (or dport) with the given flags, behind Ethernet (and an 802.1Q tag for VLAN4). */
 static size_t build(uint8_t *p, int kind, const char *src, uint16_t dport, uint8_t flags)
 {
@@ -82,7 +87,7 @@ static int run(const uint8_t *pkt, size_t len)
 
 static int syn(int kind, const char *src)
 {
-    uint8_t p[128];
+    PKT(p);
     return run(p, build(p, kind, src, PORT, 0x02));
 }
 
@@ -125,7 +130,7 @@ static void set_bucket(uint32_t burst, uint64_t interval_ns)
 
 static void test_ports_and_flags(void)
 {
-    uint8_t p[128];
+    PKT(p);
     uint64_t ours = stat(GG_GUARD_NOT_OURS), notsyn = stat(GG_GUARD_NOT_SYN), passed = stat(GG_GUARD_PASSED);
     CHECK_EQ_INT(run(p, build(p, V4, "10.0.0.5", 9999, 0x02)), XDP_PASS);
     CHECK_EQ_INT(stat(GG_GUARD_NOT_OURS), ours + 1);
@@ -195,7 +200,7 @@ static void test_truncated_and_malformed(void)
         const char *src;
     } shapes[] = {{V4, "10.1.2.3"}, {V6, "2001:db8::1"}, {VLAN4, "10.1.2.3"}};
     for (size_t s = 0; s < 3; s++) {
-        uint8_t p[128];
+        PKT(p);
         size_t full = build(p, shapes[s].kind, shapes[s].src, PORT, 0x02);
         int bad = 0;
         uint64_t mal = stat(GG_GUARD_MALFORMED);
@@ -206,7 +211,7 @@ static void test_truncated_and_malformed(void)
         CHECK(stat(GG_GUARD_MALFORMED) - mal >= full - ETH_HLEN - (shapes[s].kind == VLAN4 ? 4 : 0));
         CHECK_EQ_INT(run(p, full), XDP_DROP);
     }
-    uint8_t p[128];
+    PKT(p);
     size_t n = build(p, V4, "10.1.2.3", PORT, 0x02);
     struct iphdr *ip = (struct iphdr *)(p + 14);
     struct tcphdr *t = (struct tcphdr *)(p + 34);
