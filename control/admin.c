@@ -26,6 +26,7 @@
 #include "gridgate/backend.h"
 #include "gridgate/bpf.h"
 #include "gridgate/buf.h"
+#include "gridgate/guard.h"
 #include "gridgate/health.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
@@ -686,6 +687,43 @@ static void backend_weight(h2o_req_t *req, const char *name)
     json_decref(o);
 }
 
+/* POST /admin/v1/guard/{deny,allow,remove} {"prefix": "10.0.0.0/24", "seconds": N}: prefixes hold a '/', so they
+ * travel in the body rather than the path. */
+static void guard_verb(h2o_req_t *req, const char *verb)
+{
+    if (strcmp(verb, "deny") != 0 && strcmp(verb, "allow") != 0 && strcmp(verb, "remove") != 0) {
+        error(req, 404, "not_found", NULL, "no such guard verb: %s (deny, allow, remove)", verb);
+        return;
+    }
+    json_t *o = body_object(req);
+    if (o == NULL)
+        return;
+    const char *prefix = json_string_value(json_object_get(o, "prefix"));
+    uint32_t seconds = 0;
+    char err[256];
+    int rc;
+    if (prefix == NULL)
+        error(req, 400, "invalid_field", "prefix", "prefix: required, a string ADDR or ADDR/LEN");
+    else if (verb[0] == 'd' && !int_field(req, o, "seconds", 0, 31536000, &seconds))
+        ;
+    else if ((rc = verb[0] == 'd'   ? gg_guard_deny(prefix, seconds, err, sizeof(err))
+                   : verb[0] == 'a' ? gg_guard_allow(prefix, err, sizeof(err))
+                                    : gg_guard_remove(prefix, err, sizeof(err))) != 0) {
+        if (rc == -EINVAL)
+            error(req, 400, "invalid_field", "prefix", "%s", err);
+        else if (rc == -ENOENT)
+            error(req, 404, "not_found", NULL, "%s", err);
+        else
+            error(req, rc == -ENOTSUP ? 503 : 500, rc == -ENOTSUP ? "unavailable" : "failed", NULL, "%s", err);
+    } else {
+        json_t *r = json_pack("{s:s, s:s}", "prefix", prefix, "done", verb);
+        if (verb[0] == 'd')
+            json_object_set_new(r, "seconds", seconds ? json_integer(seconds) : json_null());
+        reply(req, 200, r);
+    }
+    json_decref(o);
+}
+
 static void backend_verb(h2o_req_t *req, const char *name, const char *verb)
 {
     int rc;
@@ -881,6 +919,12 @@ static void route(h2o_req_t *req)
               "tenants cannot be removed while running: remove their keys (gridctl tenant key remove), or drop them from the "
               "config and restart"),
             ok = 1;
+    } else if (strcmp(noun, "guard") == 0 && n == 1 && get) {
+        reply(req, 200, gg_guard_list_json()), ok = 1;
+    } else if (strcmp(noun, "guard") == 0 && n == 2 && get && strcmp(seg[1], "stats") == 0) {
+        reply(req, 200, gg_guard_stats_json()), ok = 1;
+    } else if (strcmp(noun, "guard") == 0 && n == 2 && post) {
+        guard_verb(req, seg[1]), ok = 1;
     } else if (strcmp(noun, "stats") == 0 && n == 1 && get) {
         reply(req, 200, stats_json()), ok = 1;
     } else if (strcmp(noun, "status") == 0 && n == 1 && get) {

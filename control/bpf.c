@@ -31,6 +31,7 @@
 #include "gridgate/backend.h"
 #include "gridgate/buf.h"
 #include "gridgate/config.h"
+#include "gridgate/guard.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
 #include "gridgate/tenant.h"
@@ -276,6 +277,7 @@ int gg_bpf_init(int mode, const char *pin_path)
     }
     atomic_store(&splice_on, 1);
     gg_bpf_sync();
+    gg_guard_load(pin_path ? pin_path : "/sys/fs/bpf/gridgate"); /* its own object and maps; failing leaves it off */
     return 0;
 }
 
@@ -283,6 +285,7 @@ void gg_bpf_shutdown(void)
 {
     if (skel == NULL)
         return;
+    gg_guard_shutdown();
     atomic_store(&splice_on, 0);
     bpf_prog_detach2(bpf_program__fd(skel->progs.gg_verdict), fd_socks, BPF_SK_SKB_VERDICT);
     if (msg_attached)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "gridgate/guard.h"
 #include "gridgate/metrics.h"
 #include "gridgate/respond.h"
 
@@ -394,6 +395,11 @@ gg_tenant_t *gg_tenant_identify(h2o_req_t *req)
 
 void gg_tenant_respond_unauthorized(h2o_req_t *req, enum gg_dialect d)
 {
+    /* Repeated failures from one source end in an XDP deny (a no-op unless the guard is attached). */
+    struct sockaddr_storage ss;
+    if (gg_guard_loaded() && req->conn->callbacks->get_peername != NULL &&
+        req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) != 0)
+        gg_guard_auth_failed((struct sockaddr *)&ss);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
     if (d == GG_DIALECT_OPENAI)
         gg_respond_error(req, d, 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
