@@ -352,6 +352,8 @@ static const struct opt bpf_opts[] = {
      .doc = "auto: use eBPF when permitted; on: fail without it; off."},
     {"pin_path", T_STR, CFG(bpf.pin_path), .flags = F_NONEMPTY, .def = "/sys/fs/bpf/gridgate",
      .doc = "bpffs directory for pinned maps."},
+    {"splice_streams", T_BOOL, CFG(bpf.splice_streams), .def = "false",
+     .doc = "Splice plain HTTP/1.1 SSE/NDJSON responses backend->client in-kernel (backend connections join the sockmap)."},
 };
 static const struct schema bpf_schema = {bpf_opts, sizeof(bpf_opts) / sizeof(bpf_opts[0])};
 
