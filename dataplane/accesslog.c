@@ -60,9 +60,9 @@ void gg_accesslog_write(const gg_accesslog_entry_t *e)
     append_kv_str(&b, "backend", e->backend ? e->backend : "", strlen(e->backend ? e->backend : ""));
     gg_buf_appendf(&b,
                    ",\"ttft_ms\":%.3f,\"duration_ms\":%.3f,\"tokens_in\":%ld,\"tokens_out\":%ld,\"bytes_out\":%llu,"
-                   "\"attempts\":%u,\"stream\":%s,\"spliced\":%s",
+                   "\"attempts\":%u,\"stream\":%s,\"spliced\":%s,\"spliced_bytes\":%llu",
                    e->ttft_us / 1000.0, e->duration_us / 1000.0, e->tokens_in, e->tokens_out, (unsigned long long)e->bytes_out,
-                   e->attempts, e->stream ? "true" : "false", e->spliced ? "true" : "false");
+                   e->attempts, e->stream ? "true" : "false", e->spliced ? "true" : "false", (unsigned long long)e->spliced_bytes);
     if (e->error)
         append_kv_str(&b, "error", e->error, strlen(e->error));
     gg_buf_append(&b, "}\n", 2);

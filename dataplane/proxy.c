@@ -105,6 +105,7 @@ typedef struct call {
      * the access log needs of it is kept here */
     unsigned spliced : 1, spliced_kernel : 1;
     h2o_iovec_t saved_method, saved_path;
+    uint64_t spliced_bytes;
 } call_t;
 
 static uint64_t now_ns(void)
@@ -537,6 +538,7 @@ static void on_spliced(void *ctx, const gg_splice_result_t *r)
     call_t *c = ctx;
     c->bytes_out += r->kernel_bytes + r->user_bytes;
     c->spliced_kernel = r->spliced;
+    c->spliced_bytes = r->kernel_bytes;
     if (r->error != NULL)
         c->error = r->error;
     /* Usage from the engine's final chunk when it is in the stream's tail; else tokens out are estimated from the
@@ -795,6 +797,7 @@ static void on_dispose(void *p)
                               .method = c->saved_method,
                               .path = c->saved_path,
                               .spliced = c->spliced_kernel,
+                              .spliced_bytes = c->spliced_bytes,
                               .model = c->model,
                               .backend = backend,
                               .tenant = c->tenant->name,
