@@ -123,7 +123,7 @@ static __always_inline int is_stream(struct gg_bpf_flow *f)
 }
 
 /* Appends the skb's last GG_BPF_TAIL bytes to the flow's tail ring and says whether the stream now ends with its end
- * marker. One or two bpf_skb_load_bytes per skb: no per-byte work, so events are counted per skb. */
+ * marker (none while framing is 0: a member between streams). One or two bpf_skb_load_bytes per skb: no per-byte work, so events are counted per skb. */
 static __always_inline int stream_end(struct gg_bpf_flow *f, struct __sk_buff *skb)
 {
 	__u32 len = skb->len, n, off, pos, a, b;
@@ -163,7 +163,9 @@ static __always_inline int stream_end(struct gg_bpf_flow *f, struct __sk_buff *s
 	}
 	if (f->framing == GG_BPF_FRAMING_CHUNKED)
 		return w == 0x0a0d0a300d0a0d0aULL; /* "\n\r\n0\r\n\r\n" */
-	return w == 0x5b444f4e455d0a0aULL; /* "[DONE]\n\n" */
+	if (f->framing == GG_BPF_FRAMING_CLOSE)
+		return w == 0x5b444f4e455d0a0aULL; /* "[DONE]\n\n" */
+	return 0;
 }
 
 SEC("sk_skb")
@@ -189,7 +191,8 @@ int gg_verdict(struct __sk_buff *skb)
 		return SK_PASS;
 	}
 	stream = is_stream(f);
-	if (stream && !f->ended && stream_end(f, skb)) {
+	/* Members keep the tail too, so a stream handed over mid-flight has its whole end in it. */
+	if ((stream || f->kind == GG_BPF_FLOW_MEMBER) && !f->ended && stream_end(f, skb) && stream) {
 		/* The end goes through userspace, which wakes on it, drains and takes both connections back. */
 		f->ended = 1;
 		f->mode[d] = GG_BPF_FLOW_PASS;

@@ -533,8 +533,7 @@ void gg_bpf_stream_leave(uint32_t flow)
     release_slot(flow);
 }
 
-int gg_bpf_stream_start(uint32_t flow, int client_fd, uint32_t kind, uint32_t framing, uint64_t arm_base, const void *seed,
-                        size_t seed_len)
+int gg_bpf_stream_start(uint32_t flow, int client_fd, uint32_t kind, uint32_t framing, uint64_t arm_base)
 {
     struct gg_bpf_flow *f = gg_bpf_flow_at(flow);
     if (f == NULL || f->kind != GG_BPF_FLOW_MEMBER || !gg_bpf_splice_ready())
@@ -556,11 +555,6 @@ int gg_bpf_stream_start(uint32_t flow, int client_fd, uint32_t kind, uint32_t fr
     f->ended = 0;
     f->framing = framing;
     f->arm_base[1] = arm_base;
-    size_t n = seed_len < GG_BPF_TAIL ? seed_len : GG_BPF_TAIL;
-    const uint8_t *src = (const uint8_t *)seed + (seed_len - n);
-    for (size_t i = 0; i < n; i++)
-        f->tail[(seed_len - n + i) & (GG_BPF_TAIL - 1)] = src[i];
-    f->tail_len = seed_len;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     f->start_ns = (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
@@ -583,6 +577,15 @@ size_t gg_bpf_stream_tail(uint32_t flow, char *out, size_t cap)
     return n;
 }
 
+int gg_bpf_stream_tail_ends(const char *tail, size_t n, uint32_t framing)
+{
+    if (n < 8)
+        return 0;
+    if (framing == GG_BPF_FRAMING_CHUNKED)
+        return memcmp(tail + n - 8, "\n\r\n0\r\n\r\n", 8) == 0;
+    return framing == GG_BPF_FRAMING_CLOSE && memcmp(tail + n - 8, "[DONE]\n\n", 8) == 0;
+}
+
 void gg_bpf_stream_stop(uint32_t flow, uint64_t bytes)
 {
     struct gg_bpf_flow *f = gg_bpf_flow_at(flow);
@@ -591,6 +594,8 @@ void gg_bpf_stream_stop(uint32_t flow, uint64_t bytes)
     __atomic_store_n(&f->mode[1], GG_BPF_FLOW_PASS, __ATOMIC_RELEASE);
     __atomic_store_n(&f->kind, GG_BPF_FLOW_MEMBER, __ATOMIC_RELEASE);
     f->cookie[0] = 0;
+    f->framing = 0;
+    __atomic_store_n(&f->ended, 0, __ATOMIC_RELEASE); /* the tail follows the connection's bytes again */
     atomic_fetch_add_explicit(&spliced_streams, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&spliced_bytes, bytes, memory_order_relaxed);
 }

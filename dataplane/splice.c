@@ -75,6 +75,7 @@ typedef struct splice {
     uint64_t user;     /* body bytes written by us since the hand-off (excluding head_body): user_bytes[1] */
     int64_t base;      /* gg_bpf_queued(client) at the hand-off, head and head_body included */
     int armed;         /* the flow was armed (the kernel may redirect) */
+    int ended_early;   /* the end had already reached the verdict before the flow became a stream */
     int b_eof;         /* the backend will send nothing more (FIN or error) */
     const char *b_err; /* set with b_eof when it was an error */
     int ending;        /* finishing: waiting for the drain, then closing */
@@ -172,6 +173,15 @@ static void finish(splice_t *s, int reuse)
         memcpy(r.tail, s->last, s->last_len);
         r.tail_len = s->last_len;
     }
+    gg_debug("splice: flow %u done: %s, kernel %llu, user %llu, reuse %d/%d/%d", s->flow, s->end_error ? s->end_error : "complete",
+             (unsigned long long)r.kernel_bytes, (unsigned long long)r.user_bytes, reuse, s->keepalive, s->keepalive_client);
+    if (s->csock != NULL) {
+        int soerr = 0, inq = -1;
+        socklen_t sl = sizeof(soerr);
+        getsockopt(fd_of(s->csock), SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        ioctl(fd_of(s->csock), SIOCINQ, &inq);
+        gg_debug("splice: client so_error %d inq %d input %zu reqsize %zu", soerr, inq, s->csock->input->size, s->reqsize);
+    }
     h2o_socket_t *c = s->csock;
     int next = c != NULL && s->end_error == NULL && s->chunked && s->keepalive_client;
     if (c != NULL) {
@@ -255,7 +265,8 @@ static int stream_ended(splice_t *s)
     if (!s->armed)
         return s->last_len >= 8 && memcmp(s->last + s->last_len - 8, "\n\r\n0\r\n\r\n", 8) == 0;
     /* the verdict saw the end and passed that skb: over once we have read all it passed */
-    return __atomic_load_n(&s->f->ended, __ATOMIC_ACQUIRE) && s->rx == __atomic_load_n(&s->f->pass_bytes[1], __ATOMIC_ACQUIRE);
+    return (s->ended_early || __atomic_load_n(&s->f->ended, __ATOMIC_ACQUIRE)) &&
+           s->rx == __atomic_load_n(&s->f->pass_bytes[1], __ATOMIC_ACQUIRE);
 }
 
 static void pump(splice_t *s)
@@ -369,11 +380,15 @@ static void on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize)
     remember_last(s, b->input->bytes, s->head_body);
     if (!(s->chunked && stream_ended(s))) {
         s->base = gg_bpf_queued(fd_of(sock));
-        if (s->base >= 0 &&
-            gg_bpf_stream_start(s->flow, fd_of(sock), s->kind, s->chunked ? GG_BPF_FRAMING_CHUNKED : GG_BPF_FRAMING_CLOSE, s->rx,
-                                b->input->bytes, s->head_body) == 0)
+        uint32_t framing = s->chunked ? GG_BPF_FRAMING_CHUNKED : GG_BPF_FRAMING_CLOSE;
+        if (s->base >= 0 && gg_bpf_stream_start(s->flow, fd_of(sock), s->kind, framing, s->rx) == 0) {
             s->armed = 1;
-        else
+            /* Bytes that came between the head and now went through the verdict as a member's: its tail has them but
+             * it did not look for the end in them. Once a stream, it looks at every later skb itself. */
+            char t[16];
+            size_t n = gg_bpf_stream_tail(s->flow, t, sizeof(t));
+            s->ended_early = gg_bpf_stream_tail_ends(t, n, framing);
+        } else
             gg_debug("splice: stream not armed; relaying it in userspace");
     }
     h2o_buffer_consume(&b->input, s->head_body);
