@@ -175,13 +175,6 @@ static void finish(splice_t *s, int reuse)
     }
     gg_debug("splice: flow %u done: %s, kernel %llu, user %llu, reuse %d/%d/%d", s->flow, s->end_error ? s->end_error : "complete",
              (unsigned long long)r.kernel_bytes, (unsigned long long)r.user_bytes, reuse, s->keepalive, s->keepalive_client);
-    if (s->csock != NULL) {
-        int soerr = 0, inq = -1;
-        socklen_t sl = sizeof(soerr);
-        getsockopt(fd_of(s->csock), SOL_SOCKET, SO_ERROR, &soerr, &sl);
-        ioctl(fd_of(s->csock), SIOCINQ, &inq);
-        gg_debug("splice: client so_error %d inq %d input %zu reqsize %zu", soerr, inq, s->csock->input->size, s->reqsize);
-    }
     h2o_socket_t *c = s->csock;
     int next = c != NULL && s->end_error == NULL && s->chunked && s->keepalive_client;
     if (c != NULL) {

@@ -115,7 +115,7 @@ async function streamArm(gwPort) {
   return { events: n, gw: (g1 - g0) / n, machine: (c1 - c0) / n };
 }
 
-async function bufferedArm(gwPort, total = 3000) {
+async function bufferedArm(gwPort, total = Number(process.env.BENCH_BUFFERED || 10000)) {
   const body = JSON.stringify({ model: 'b', stream: false, messages: [{ role: 'user', content: 'x' }] });
   const req = `POST /v1/chat/completions HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
   const g0 = procCpu(gwPid);
