@@ -143,6 +143,8 @@ static int drained(splice_t *s)
 
 static void remember_last(splice_t *s, const char *p, size_t n)
 {
+    if (n == 0)
+        return;
     char buf[GG_BPF_TAIL];
     size_t keep = s->last_len + n > GG_BPF_TAIL ? GG_BPF_TAIL : s->last_len + n;
     size_t from_old = keep > n ? keep - n : 0;
