@@ -74,6 +74,15 @@ struct {
 	__type(value, __u64);
 } socks SEC(".maps");
 
+/* Clients of spliced streams: only ever a redirect target, so no program is attached to this map and their own
+ * receive path (the next keep-alive request) stays the kernel's normal one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 2 * GG_BPF_MAX_FLOWS);
+	__type(key, __u64);
+	__type(value, __u64);
+} targets SEC(".maps");
+
 static __always_inline void count(__u32 reason, __u64 n)
 {
 	__u32 key = reason;
@@ -108,6 +117,57 @@ static __always_inline int pass(struct gg_bpf_flow *f, __u32 d, struct __sk_buff
 	return SK_PASS;
 }
 
+static __always_inline int is_stream(struct gg_bpf_flow *f)
+{
+	return f->kind == GG_BPF_FLOW_SSE || f->kind == GG_BPF_FLOW_NDJSON;
+}
+
+/* Appends the skb's last GG_BPF_TAIL bytes to the flow's tail ring and says whether the stream now ends with its end
+ * marker (none while framing is 0: a member between streams). One or two bpf_skb_load_bytes per skb: no per-byte work, so events are counted per skb. */
+static __always_inline int stream_end(struct gg_bpf_flow *f, struct __sk_buff *skb)
+{
+	__u32 len = skb->len, n, off, pos, a, b;
+	__u64 t, w = 0;
+	__u8 c;
+
+	if (len == 0)
+		return 0;
+	n = len > GG_BPF_TAIL ? GG_BPF_TAIL : len;
+	off = len - n;
+	pos = f->tail_len & (GG_BPF_TAIL - 1);
+	a = GG_BPF_TAIL - pos;
+	if (a > n)
+		a = n;
+	b = n - a;
+	if (a == 0 || a > GG_BPF_TAIL || pos >= GG_BPF_TAIL)
+		return 0;
+	if (bpf_skb_load_bytes(skb, off, &f->tail[pos], a) != 0)
+		return 0;
+	if (b > 0) {
+		/* b is in [1, GG_BPF_TAIL - 1]; say so in a form the verifier keeps for the size argument */
+		b -= 1;
+		asm volatile("" : "+r"(b));
+		b = (b & (GG_BPF_TAIL - 1)) + 1;
+		if (bpf_skb_load_bytes(skb, off + a, &f->tail[0], b) != 0)
+			return 0;
+	}
+	t = f->tail_len + n;
+	f->tail_len = t;
+	if (t < 8)
+		return 0;
+	/* the last 8 bytes, oldest first, as a big-endian word */
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		c = f->tail[(t - 8 + i) & (GG_BPF_TAIL - 1)];
+		w = (w << 8) | c;
+	}
+	if (f->framing == GG_BPF_FRAMING_CHUNKED)
+		return w == 0x0a0d0a300d0a0d0aULL; /* "\n\r\n0\r\n\r\n" */
+	if (f->framing == GG_BPF_FRAMING_CLOSE)
+		return w == 0x5b444f4e455d0a0aULL; /* "[DONE]\n\n" */
+	return 0;
+}
+
 SEC("sk_skb")
 int gg_verdict(struct __sk_buff *skb)
 {
@@ -118,6 +178,7 @@ int gg_verdict(struct __sk_buff *skb)
 	struct tcp_sock *tp;
 	__u32 d, mode, backlog = 0;
 	__u64 peer;
+	int stream;
 
 	if (!end) {
 		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
@@ -129,12 +190,23 @@ int gg_verdict(struct __sk_buff *skb)
 		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
 		return SK_PASS;
 	}
+	stream = is_stream(f);
+	/* Members keep the tail too, so a stream handed over mid-flight has its whole end in it. */
+	if ((stream || f->kind == GG_BPF_FLOW_MEMBER) && !f->ended && stream_end(f, skb) && stream) {
+		/* The end goes through userspace, which wakes on it, drains and takes both connections back. */
+		f->ended = 1;
+		f->mode[d] = GG_BPF_FLOW_PASS;
+		return pass(f, d, skb, GG_BPF_STAT_STREAM_END);
+	}
 	mode = f->mode[d];
 	/* ARMED redirects only once every byte passed so far is written out by userspace: no reordering. */
-	if (mode == GG_BPF_FLOW_PASS || (mode == GG_BPF_FLOW_ARMED && f->user_bytes[d] != f->pass_bytes[d]))
+	if (mode == GG_BPF_FLOW_PASS || (mode == GG_BPF_FLOW_ARMED && f->arm_base[d] + f->user_bytes[d] != f->pass_bytes[d]))
 		return pass(f, d, skb, GG_BPF_STAT_PASS_MODE);
 	peer = f->cookie[d ^ 1];
-	sk = bpf_map_lookup_elem(&socks, &peer);
+	if (stream)
+		sk = bpf_map_lookup_elem(&targets, &peer);
+	else
+		sk = bpf_map_lookup_elem(&socks, &peer);
 	if (!sk) {
 		/* The peer has not joined yet (or has left): a redirect would drop the bytes, so userspace relays them
 		 * and the direction re-arms behind them. */
@@ -158,6 +230,8 @@ int gg_verdict(struct __sk_buff *skb)
 	__sync_fetch_and_add(&f->events[d], 1);
 	count(GG_BPF_STAT_REDIRECT, 1);
 	count(GG_BPF_STAT_REDIRECT_BYTES, skb->len);
+	if (stream)
+		return bpf_sk_redirect_hash(skb, &targets, &peer, 0);
 	return bpf_sk_redirect_hash(skb, &socks, &peer, 0);
 }
 

@@ -54,7 +54,7 @@ static size_t flow_len;
 static pthread_mutex_t flow_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t flow_free[GG_BPF_MAX_FLOWS], n_free; /* free slots, a stack */
 static int fd_pin_dir = -1;                          /* flock'ed: one gridgate per pin path, or two would share one flows table */
-static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1, fd_tenants = -1;
+static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1, fd_tenants = -1, fd_targets = -1;
 static _Atomic int splice_on;
 static int msg_attached;
 static _Atomic uint64_t spliced_streams, spliced_bytes;
@@ -191,6 +191,7 @@ static int load(const char *pin_path, const char **what)
     fd_flows = bpf_map__fd(skel->maps.flows);
     fd_ends = bpf_map__fd(skel->maps.ends);
     fd_socks = bpf_map__fd(skel->maps.socks);
+    fd_targets = bpf_map__fd(skel->maps.targets);
     fd_models = bpf_map__fd(skel->maps.models);
     fd_tenants = bpf_map__fd(skel->maps.tenants);
     /* Programs are attached to the sockhash before any socket joins it: a later attach never applies to members. The
@@ -302,7 +303,7 @@ void gg_bpf_shutdown(void)
     if (fd_pin_dir != -1)
         close(fd_pin_dir);
     fd_pin_dir = -1;
-    fd_flows = fd_ends = fd_socks = fd_models = fd_tenants = -1;
+    fd_flows = fd_ends = fd_socks = fd_models = fd_tenants = fd_targets = -1;
 }
 
 /* --- publishing --------------------------------------------------------------------------------- */
@@ -497,6 +498,123 @@ void gg_bpf_splice_del(uint32_t flow, uint64_t bytes)
     bpf_map_delete_elem(fd_ends, &c0);
     bpf_map_delete_elem(fd_ends, &c1);
     release_slot(flow);
+    atomic_fetch_add_explicit(&spliced_streams, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&spliced_bytes, bytes, memory_order_relaxed);
+}
+
+/* --- streams (SSE/NDJSON responses spliced backend -> client) ------------------------------------ */
+
+int gg_bpf_stream_join(int fd, uint32_t *flow)
+{
+    if (!gg_bpf_splice_ready() || flow_tab == NULL)
+        return -ENOTSUP;
+    __u64 cookie;
+    int rc = cookie_of(fd, &cookie);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&flow_lock);
+    uint32_t slot = n_free ? flow_free[--n_free] : UINT32_MAX;
+    pthread_mutex_unlock(&flow_lock);
+    if (slot == UINT32_MAX)
+        return -ENOSPC;
+    struct gg_bpf_flow *f = &flow_tab[slot];
+    memset(f, 0, sizeof(*f));
+    f->cookie[1] = cookie;
+    f->kind = GG_BPF_FLOW_MEMBER;
+    f->mode[0] = f->mode[1] = GG_BPF_FLOW_PASS;
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    /* The end exists before the socket joins, so every byte it ever receives is counted in pass_bytes[1]. */
+    struct gg_bpf_end e = {.flow = slot, .dir = 1};
+    __u64 v = (__u64)fd;
+    if (bpf_map_update_elem(fd_ends, &cookie, &e, BPF_ANY) != 0)
+        goto fail;
+    if (bpf_map_update_elem(fd_socks, &cookie, &v, BPF_NOEXIST) != 0) {
+        rc = -errno;
+        bpf_map_delete_elem(fd_ends, &cookie);
+        release_slot(slot);
+        return rc ? rc : -EIO;
+    }
+    *flow = slot;
+    return 0;
+fail:
+    rc = -errno;
+    release_slot(slot);
+    return rc ? rc : -EIO;
+}
+
+void gg_bpf_stream_leave(uint32_t flow)
+{
+    struct gg_bpf_flow *f = gg_bpf_flow_at(flow);
+    if (f == NULL || f->cookie[1] == 0)
+        return;
+    __u64 c = f->cookie[1];
+    bpf_map_delete_elem(fd_ends, &c);
+    release_slot(flow);
+}
+
+int gg_bpf_stream_start(uint32_t flow, int client_fd, uint32_t kind, uint32_t framing, uint64_t arm_base)
+{
+    struct gg_bpf_flow *f = gg_bpf_flow_at(flow);
+    if (f == NULL || f->kind != GG_BPF_FLOW_MEMBER || !gg_bpf_splice_ready())
+        return -ENOTSUP;
+    __u64 cookie;
+    int rc = cookie_of(client_fd, &cookie);
+    if (rc != 0)
+        return rc;
+    __u64 v = (__u64)client_fd;
+    /* A keep-alive client already joined for an earlier stream; it stays a member until it closes. */
+    if (bpf_map_update_elem(fd_targets, &cookie, &v, BPF_NOEXIST) != 0 && errno != EEXIST)
+        return -errno;
+    f->cookie[0] = cookie;
+    f->bytes[1] = 0;
+    f->user_bytes[1] = 0;
+    f->events[1] = 0;
+    f->based[0] = 0;
+    f->stalls[1] = 0;
+    f->ended = 0;
+    f->framing = framing;
+    f->arm_base[1] = arm_base;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    f->start_ns = (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+    __atomic_store_n(&f->kind, kind, __ATOMIC_RELEASE);
+    __atomic_store_n(&f->mode[1], GG_BPF_FLOW_ARMED, __ATOMIC_RELEASE);
+    return 0;
+}
+
+size_t gg_bpf_stream_tail(uint32_t flow, char *out, size_t cap)
+{
+    struct gg_bpf_flow *f = gg_bpf_flow_at(flow);
+    if (f == NULL)
+        return 0;
+    uint64_t t = __atomic_load_n(&f->tail_len, __ATOMIC_ACQUIRE);
+    size_t n = t < GG_BPF_TAIL ? (size_t)t : GG_BPF_TAIL;
+    if (n > cap)
+        n = cap;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)f->tail[(t - n + i) & (GG_BPF_TAIL - 1)];
+    return n;
+}
+
+int gg_bpf_stream_tail_ends(const char *tail, size_t n, uint32_t framing)
+{
+    if (n < 8)
+        return 0;
+    if (framing == GG_BPF_FRAMING_CHUNKED)
+        return memcmp(tail + n - 8, "\n\r\n0\r\n\r\n", 8) == 0;
+    return framing == GG_BPF_FRAMING_CLOSE && memcmp(tail + n - 8, "[DONE]\n\n", 8) == 0;
+}
+
+void gg_bpf_stream_stop(uint32_t flow, uint64_t bytes)
+{
+    struct gg_bpf_flow *f = gg_bpf_flow_at(flow);
+    if (f == NULL)
+        return;
+    __atomic_store_n(&f->mode[1], GG_BPF_FLOW_PASS, __ATOMIC_RELEASE);
+    __atomic_store_n(&f->kind, GG_BPF_FLOW_MEMBER, __ATOMIC_RELEASE);
+    f->cookie[0] = 0;
+    f->framing = 0;
+    __atomic_store_n(&f->ended, 0, __ATOMIC_RELEASE); /* the tail follows the connection's bytes again */
     atomic_fetch_add_explicit(&spliced_streams, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&spliced_bytes, bytes, memory_order_relaxed);
 }

@@ -371,6 +371,8 @@ static const struct opt bpf_opts[] = {
     {"xdp", T_OBJ, 0, .sub = &xdp_schema, .doc = "XDP ingress guard: drops SYNs from denied prefixes and sources over their rate."},
     {"reuseport", T_BOOL, CFG(bpf.reuseport), .def = "true",
      .doc = "Hand each new connection to the worker thread holding the fewest (sk_reuseport; off: the kernel's hash)."},
+    {"splice_streams", T_BOOL, CFG(bpf.splice_streams), .def = "false",
+     .doc = "Splice plain HTTP/1.1 SSE/NDJSON responses backend->client in-kernel (backend connections join the sockmap)."},
 };
 static const struct schema bpf_schema = {bpf_opts, sizeof(bpf_opts) / sizeof(bpf_opts[0])};
 

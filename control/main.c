@@ -13,6 +13,7 @@
 #include "gridgate/api.h"
 #include "gridgate/backend.h"
 #include "gridgate/bpf.h"
+#include "gridgate/splice.h"
 #include "gridgate/config.h"
 #include "gridgate/guard.h"
 #include "gridgate/health.h"
@@ -294,6 +295,7 @@ int main(int argc, char **argv)
     gg_guard_configure(&cfg);
     if (gg_bpf_init(cfg.bpf.mode, cfg.bpf.pin_path) != 0)
         return 1;
+    gg_splice_set_streams(cfg.bpf.splice_streams);
 
     gg_api_init(&cfg);
     if (gg_server_init(&so, gg_api_on_req) != 0 || start_guard() != 0)

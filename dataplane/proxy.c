@@ -26,6 +26,7 @@
 #include "gridgate/respond.h"
 #include "gridgate/router.h"
 #include "gridgate/server.h"
+#include "gridgate/splice.h"
 #include "gridgate/stream.h"
 #include "gridgate/tenant.h"
 #include "gridgate/upstream.h"
@@ -100,6 +101,11 @@ typedef struct call {
     unsigned rl_charged : 1, ever_dispatched : 1;
     enum gg_reject reject; /* why admission refused it */
     uint64_t t_slot, queue_wait_us;
+    /* spliced: the response went to the kernel (dataplane/splice.c); the req is gone before the stream ends, so what
+     * the access log needs of it is kept here */
+    unsigned spliced : 1, spliced_kernel : 1;
+    h2o_iovec_t saved_method, saved_path;
+    uint64_t spliced_bytes;
 } call_t;
 
 static uint64_t now_ns(void)
@@ -521,11 +527,78 @@ static void on_error(void *ctx, const char *err, enum gg_upstream_phase phase)
     try_next(c);
 }
 
+static void on_tail_event(void *ctx, const char *p, size_t n)
+{
+    call_t *c = ctx;
+    gg_usage_observe(&c->usage, c->up_dialect, p, n);
+}
+
+static void on_spliced(void *ctx, const gg_splice_result_t *r)
+{
+    call_t *c = ctx;
+    c->bytes_out += r->kernel_bytes + r->user_bytes;
+    c->spliced_kernel = r->spliced;
+    c->spliced_bytes = r->kernel_bytes;
+    if (r->error != NULL)
+        c->error = r->error;
+    /* Usage from the engine's final chunk when it is in the stream's tail; else tokens out are estimated from the
+     * skbs the verdict redirected (one per event unless the engine's writes coalesced). */
+    gg_splice_tail_events(r->tail, r->tail_len, r->tail_len >= GG_BPF_TAIL, on_tail_event, c);
+    if (c->usage.completion_tokens < 0 && r->skbs > (uint64_t)c->usage.content_events)
+        c->usage.content_events = r->skbs > INT32_MAX ? INT32_MAX : (int)r->skbs;
+    release_backend(c, r->backend_failed);
+    h2o_mem_release_shared(c);
+}
+
+/* A passed-through stream (no translation, no compression either way) to a cleartext HTTP/1.1 client. */
+static int splice_eligible(call_t *c)
+{
+    h2o_req_t *req = c->req;
+    if (!c->streaming || c->translate || c->up_gz || c->head_sent || c->final_sent || req->version != 0x101 ||
+        req->conn->callbacks->get_socket == NULL)
+        return 0;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->ssl != NULL)
+        return 0;
+    if (gg_gzip_config.stream && gg_gzip_config.level > 0 && gg_client_accepts_gzip(req))
+        return 0;
+    return gg_splice_possible(c->up);
+}
+
+static void splice_response(call_t *c)
+{
+    h2o_req_t *req = c->req;
+    unwatch(c);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    if (c->ri.dialect == GG_DIALECT_OPENAI) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+    } else {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-ndjson"));
+    }
+    c->head_sent = 1;
+    c->final_sent = 1;
+    c->spliced = 1;
+    if (c->t_first_token == 0)
+        c->t_first_token = now_ns(); /* the first body bytes: the events themselves are not read here */
+    c->saved_method = h2o_strdup(NULL, req->method.base, req->method.len);
+    c->saved_path = h2o_strdup(NULL, req->path.base, req->path.len);
+    h2o_mem_addref_shared(c); /* outlives the req: released by on_spliced */
+    gg_upstream_req_t *up = c->up;
+    c->up = NULL;
+    gg_splice_stream(req, up, &c->w->accept_ctx, c->ri.dialect == GG_DIALECT_OPENAI ? GG_BPF_FLOW_SSE : GG_BPF_FLOW_NDJSON,
+                     gg_proxy_config.idle_ms, on_spliced, c);
+}
+
 static int on_head_cb(void *ctx, int status, int minor, const struct phr_header *h, size_t n)
 {
     call_t *c = ctx;
-    if (on_head(ctx, status, minor, h, n) == 0)
+    if (on_head(ctx, status, minor, h, n) == 0) {
+        if (splice_eligible(c))
+            splice_response(c);
         return 0;
+    }
     /* 503: give the attempt back and move on. */
     c->up = NULL;
     c->error = "backend queue full";
@@ -693,7 +766,7 @@ static void on_dispose(void *p)
     release_backend(c, 0);
     uint64_t end = now_ns();
     const char *backend = c->ever_dispatched ? gg_backends[c->slot].name : ""; /* refused at admission: none */
-    int status = c->req->res.status;
+    int status = c->spliced ? 200 : c->req->res.status;
 
     /* Series through the per-thread cache: no formatting or locking per request. */
     static const char *const n_mbc[] = {"model", "backend", "code"}, *const n_m[] = {"model"},
@@ -720,7 +793,11 @@ static void on_dispose(void *p)
     gg_tenant_record(c->tenant, status, c->reject, c->queue_wait_us, c->t_first_token ? (c->t_first_token - c->t_start) / 1000 : 0,
                      tin, tout);
 
-    gg_accesslog_entry_t e = {.req = c->req,
+    gg_accesslog_entry_t e = {.req = c->spliced ? NULL : c->req,
+                              .method = c->saved_method,
+                              .path = c->saved_path,
+                              .spliced = c->spliced_kernel,
+                              .spliced_bytes = c->spliced_bytes,
                               .model = c->model,
                               .backend = backend,
                               .tenant = c->tenant->name,
@@ -750,6 +827,8 @@ static void on_dispose(void *p)
         if (c->body_owned & (1u << d))
             free((char *)c->body[d]);
     gg_reqinfo_dispose(&c->ri);
+    free(c->saved_method.base);
+    free(c->saved_path.base);
     atomic_fetch_sub_explicit(&c->w->inflight, 1, memory_order_relaxed);
 }
 

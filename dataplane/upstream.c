@@ -16,6 +16,8 @@
 #include <h2o/linklist.h>
 #include <h2o/memory.h>
 #include <h2o/timeout.h>
+#include "gridgate/bpf.h"
+#include "gridgate/splice.h"
 #include "gridgate/upstream.h"
 
 const char gg_upstream_err_refused[] = "upstream connect failed";
@@ -99,6 +101,9 @@ struct conn {
     h2o_socket_t *sock;
     gg_upstream_req_t *req; /* NULL while idle */
     h2o_linklist_t link;    /* in pool->idle while idle */
+    uint64_t rx_total;      /* bytes ever read from the socket: the splice's arm base */
+    uint32_t flow;          /* its slot in the BPF flows table, when joined */
+    uint8_t joined;         /* in the sockhash since connect (stream splicing on): it may be spliced */
 };
 
 struct gg_upstream_pool {
@@ -162,6 +167,8 @@ static void close_conn(struct conn *conn)
         h2o_linklist_unlink(&conn->link);
         --pool->stats.idle;
     }
+    if (conn->joined)
+        gg_bpf_stream_leave(conn->flow); /* before the close takes it out of the sockhash */
     h2o_socket_close(conn->sock);
     --pool->stats.conns;
     free(conn);
@@ -297,6 +304,8 @@ static void on_connect(h2o_socket_t *sock, const char *err)
         fail(req, gg_upstream_err_refused);
         return;
     }
+    /* Joining now, before the request goes out, means no response byte can have arrived unseen by the verdict. */
+    conn->joined = gg_splice_join(h2o_socket_get_fd(sock), &conn->flow) == 0;
     start_write(req);
 }
 
@@ -444,6 +453,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
 
     /* sock->bytes_read means "this read" in h2o 2.2 but "in total" later: count from the buffer instead */
     req->resp_bytes += sock->input->size - req->input_left;
+    conn->rx_total += sock->input->size - req->input_left;
     if (req->phase == GG_UP_WRITE && req->resp_bytes != 0)
         req->phase = GG_UP_HEAD;
     /* h2o reports an error only for a read that brought nothing, but bytes from earlier reads may be waiting */
@@ -674,4 +684,52 @@ h2o_socket_t *gg_upstream_take_socket(gg_upstream_req_t *req, h2o_iovec_t *pendi
     if (!req->in_cb)
         free_req(req);
     return sock;
+}
+
+/* ---- splicing a streamed response ----------------------------------------------------------------------------------- */
+
+int gg_upstream_detachable(gg_upstream_req_t *req)
+{
+    return req->conn != NULL && req->in_cb && req->conn->joined &&
+           (req->parser.state == GG_UP_PARSE_BODY_CHUNKED || req->parser.state == GG_UP_PARSE_BODY_EOF);
+}
+
+gg_upstream_conn_t *gg_upstream_detach(gg_upstream_req_t *req, gg_upstream_detached_t *out)
+{
+    struct conn *conn = req->conn;
+    if (!gg_upstream_detachable(req))
+        return NULL;
+    h2o_socket_t *sock = conn->sock;
+    h2o_buffer_consume(&sock->input, req->parser.head_end); /* the head is still in the buffer from inside on_head */
+    h2o_socket_read_stop(sock);
+    if (h2o_timeout_is_linked(&req->timer))
+        h2o_timeout_unlink(&req->timer);
+    sock->data = NULL;
+    conn->req = NULL;
+    req->conn = NULL; /* process_input frees the req once on_head returns */
+    *out = (gg_upstream_detached_t){.sock = sock,
+                                    .flow = conn->flow,
+                                    .rx_total = conn->rx_total,
+                                    .chunked = req->parser.state == GG_UP_PARSE_BODY_CHUNKED,
+                                    .keepalive = req->parser.keepalive && req->write_done};
+    return (gg_upstream_conn_t *)conn;
+}
+
+void gg_upstream_conn_read(gg_upstream_conn_t *handle, size_t n)
+{
+    ((struct conn *)handle)->rx_total += n;
+}
+
+void gg_upstream_conn_release(gg_upstream_conn_t *handle, int reuse)
+{
+    struct conn *conn = (struct conn *)handle;
+    gg_upstream_pool_t *pool = conn->pool;
+    h2o_socket_read_stop(conn->sock);
+    conn->sock->data = conn;
+    if (reuse && conn->sock->input->size == 0 && pool->stats.idle < pool->max_idle) {
+        make_idle(conn); /* closes it instead when the pool is being destroyed */
+    } else {
+        close_conn(conn);
+    }
+    pool_free_if_done(pool);
 }

@@ -6,10 +6,11 @@
 #include <stdint.h>
 
 typedef struct gg_accesslog_entry {
-    h2o_req_t *req;
+    h2o_req_t *req; /* or NULL, then method and path say what it was (a spliced stream outlives its req) */
+    h2o_iovec_t method, path;
     const char *model, *backend, *tenant, *error;
     int status;
-    uint64_t ttft_us, duration_us, bytes_out;
+    uint64_t ttft_us, duration_us, bytes_out, spliced_bytes;
     long tokens_in, tokens_out;
     unsigned attempts;
     int stream, spliced;

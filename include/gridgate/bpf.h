@@ -4,6 +4,7 @@
 #ifndef GG_BPF_H
 #define GG_BPF_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gridgate/bpf_abi.h"
@@ -44,6 +45,29 @@ void gg_bpf_splice_del(uint32_t flow, uint64_t bytes);
 /** Bytes ever queued for sending on fd (acknowledged + still in the send queue): the drain rule compares it with what
  * was written and redirected. Returns -errno on failure. */
 int64_t gg_bpf_queued(int fd);
+
+/**
+ * Streams (SSE/NDJSON responses spliced backend -> client). A backend connection joins at connect, before it can have
+ * received a byte: it gets a flow slot of kind MEMBER whose verdict passes everything and counts it in pass_bytes[1].
+ * Returns 0 with *flow set, or -errno (the connection then stays in userspace for good).
+ */
+int gg_bpf_stream_join(int fd, uint32_t *flow);
+/** Before the joined socket closes: forgets its flow (close() takes it out of the sockhash). */
+void gg_bpf_stream_leave(uint32_t flow);
+/**
+ * Hands the backend of `flow` to the kernel towards client_fd: the client joins the program-less `targets` map and
+ * direction 1 is ARMED behind `arm_base` (every byte userspace read from the backend so far, all dealt with). The tail
+ * ring already holds the connection's last bytes (the verdict keeps it for members too); from now on the verdict also
+ * looks for the end marker in it, so the caller checks once whether the end had already arrived. kind is GG_BPF_FLOW_SSE/NDJSON,
+ * framing enum gg_bpf_framing.
+ */
+int gg_bpf_stream_start(uint32_t flow, int client_fd, uint32_t kind, uint32_t framing, uint64_t arm_base);
+/** Copies the stream's last min(cap, GG_BPF_TAIL) bytes (oldest first); returns how many. */
+size_t gg_bpf_stream_tail(uint32_t flow, char *out, size_t cap);
+/** 1 when the tail (oldest first, as gg_bpf_stream_tail) ends with the end marker of `framing`. */
+int gg_bpf_stream_tail_ends(const char *tail, size_t n, uint32_t framing);
+/** The stream is over (drained): the flow goes back to MEMBER/PASS and `bytes` spliced count in the totals. */
+void gg_bpf_stream_stop(uint32_t flow, uint64_t bytes);
 
 /** Totals since start (the metrics collector renders them). */
 uint64_t gg_bpf_spliced_streams(void);

@@ -10,7 +10,7 @@
 #include <linux/types.h>
 #endif
 
-#define GG_BPF_ABI_VERSION 3
+#define GG_BPF_ABI_VERSION 4
 
 #define GG_BPF_MAX_BACKENDS 256 /* == GG_MAX_BACKENDS; the slot index is the key */
 #define GG_BPF_MAX_MODELS 1024
@@ -23,6 +23,10 @@
 /* A spliced socket pair lets at most this many redirected bytes wait in the kernel for a peer that does not read;
  * beyond it that direction falls back to the userspace relay, which has back-pressure. */
 #define GG_BPF_STALL_LIMIT (16u << 20)
+
+/* A spliced stream keeps its last GG_BPF_TAIL bytes (a ring) for end-of-stream detection and for the final usage
+ * chunk; the array is twice that so the verifier can bound a write at any ring offset. A power of two. */
+#define GG_BPF_TAIL 512
 
 /* meta (ARRAY, 1 entry) */
 struct gg_bpf_meta {
@@ -103,6 +107,12 @@ enum gg_bpf_flow_kind {
     GG_BPF_FLOW_TUNNEL = 1, /* upgraded connection (WebSocket, any 101) */
     GG_BPF_FLOW_SSE = 2,
     GG_BPF_FLOW_NDJSON = 3,
+    GG_BPF_FLOW_MEMBER = 4, /* a backend connection that may be spliced: joined at connect, passing until a stream starts */
+};
+/* How a spliced stream's body is delimited, which decides the end marker the verdict looks for. */
+enum gg_bpf_framing {
+    GG_BPF_FRAMING_CHUNKED = 1, /* ends with "\n" + "\r\n0\r\n\r\n" (the last event's newline, last chunk) */
+    GG_BPF_FRAMING_CLOSE = 2,   /* ends at the backend's FIN; "[DONE]\n\n" flips to userspace early */
 };
 struct gg_bpf_flow {
     __u64 cookie[2];     /* socket cookies of side a and side b */
@@ -116,6 +126,14 @@ struct gg_bpf_flow {
     __u32 based[2];      /* base_seq[i] is valid */
     __u32 kind;          /* enum gg_bpf_flow_kind */
     __u16 stalls[2];     /* times direction d fell back to userspace because its reader stalled */
+    /* streams (SSE/NDJSON, backend -> client is direction 1): the backend joined at connect, so pass_bytes counts from
+     * there; arm_base[d] is what userspace read before the stream was handed over (earlier responses, the head), and
+     * ARMED redirects once arm_base + user_bytes == pass_bytes. */
+    __u64 arm_base[2];
+    __u32 framing;  /* enum gg_bpf_framing */
+    __u32 ended;    /* the verdict saw the end marker: it passed that skb and every later one */
+    __u64 tail_len; /* stream bytes ever put in tail (ring position = tail_len % GG_BPF_TAIL) */
+    __u8 tail[2 * GG_BPF_TAIL];
 };
 
 /* ends (HASH, internal): socket cookie -> its flow slot and direction (the direction it sends in) */
@@ -133,6 +151,7 @@ enum gg_bpf_stat {
     GG_BPF_STAT_STALL,          /* a direction hit GG_BPF_STALL_LIMIT and fell back to userspace */
     GG_BPF_STAT_NO_PEER,        /* the peer socket was gone from the sockhash: passed */
     GG_BPF_STAT_MSG_BYTES,      /* bytes gridgate itself sent on member sockets (sk_msg) */
+    GG_BPF_STAT_STREAM_END,     /* a spliced stream's end marker seen: that skb went to userspace */
     GG_BPF_STAT_COUNT
 };
 struct gg_bpf_stat_val {
@@ -144,7 +163,7 @@ _Static_assert(sizeof(struct gg_bpf_backend) == 120, "backend ABI");
 _Static_assert(sizeof(struct gg_bpf_backend) % 8 == 0, "mmapped array values must be 8-byte multiples");
 _Static_assert(sizeof(struct gg_bpf_model) == 72, "model ABI");
 _Static_assert(sizeof(struct gg_bpf_tenant) == 104, "tenant ABI");
-_Static_assert(sizeof(struct gg_bpf_flow) == 120, "flow ABI");
+_Static_assert(sizeof(struct gg_bpf_flow) == 152 + 2 * GG_BPF_TAIL, "flow ABI");
 _Static_assert(sizeof(struct gg_bpf_end) == 8, "end ABI");
 _Static_assert(sizeof(struct gg_bpf_flow) % 8 == 0, "mmapped array values must be 8-byte multiples");
 #endif

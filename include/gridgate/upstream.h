@@ -160,4 +160,32 @@ void gg_upstream_cancel(gg_upstream_req_t *req);
  */
 h2o_socket_t *gg_upstream_take_socket(gg_upstream_req_t *req, h2o_iovec_t *pending);
 
+/* ---------------------------------------------------------------------------------------------------------------------
+ * Splicing a streamed response (dataplane/splice.c)
+ * ------------------------------------------------------------------------------------------------------------------- */
+
+/** A pooled connection lent out while its response body is relayed by someone else (the kernel). */
+typedef struct gg_upstream_conn gg_upstream_conn_t;
+
+typedef struct gg_upstream_detached {
+    h2o_socket_t *sock; /* not reading, data NULL; sock->input holds the raw (still framed) body bytes after the head */
+    uint32_t flow;      /* its BPF flow slot (it joined the sockhash at connect) */
+    uint64_t rx_total;  /* bytes read from it so far, head and input included */
+    int chunked;        /* the body is chunked (else delimited by the server's close) */
+    int keepalive;      /* the connection may be reused once the body has fully arrived */
+} gg_upstream_detached_t;
+
+/**
+ * From inside on_head only, for a connection that joined the sockhash and a chunked or close-delimited body: takes the
+ * connection out of the req (which ends: no more callbacks, freed once on_head returns; return 0 from on_head). The
+ * pool still counts the connection until gg_upstream_conn_release. NULL when not possible (nothing changed).
+ */
+gg_upstream_conn_t *gg_upstream_detach(gg_upstream_req_t *req, gg_upstream_detached_t *out);
+/** 1 when gg_upstream_detach would succeed now. */
+int gg_upstream_detachable(gg_upstream_req_t *req);
+/** The borrower read n more bytes from the socket (keeps the arm base exact for a later splice on it). */
+void gg_upstream_conn_read(gg_upstream_conn_t *conn, size_t n);
+/** Gives the connection back: kept alive when `reuse` (the whole body arrived, nothing extra buffered), else closed. */
+void gg_upstream_conn_release(gg_upstream_conn_t *conn, int reuse);
+
 #endif

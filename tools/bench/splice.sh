@@ -1,5 +1,5 @@
 #!/bin/bash
-# make bench-splice: userspace relay vs sockmap splice of gridgate's tunnel (dataplane/tunnel.c) in one run:
+# make bench-splice: userspace relay vs sockmap splice in one run, for gridgate's tunnel (dataplane/tunnel.c):
 # CPU-us per 100-byte chunk for BENCH_STREAMS streams at BENCH_RATE events/s, and per MB of bulk (see splice.c).
 # Needs root for the spliced half. Not a test: numbers only.
 set -euo pipefail
@@ -12,3 +12,6 @@ ${CC:-gcc} -O2 -g -std=gnu11 -DH2O_USE_LIBUV=0 -D_GNU_SOURCE -Iinclude -I"$B" -o
     tools/bench/splice.c dataplane/tunnel.c control/bpf.c control/guard.c control/backends.c control/metrics.c common/*.c \
     -lh2o-evloop -lssl -lcrypto -lz -ljansson -lbpf -lelf -lpthread -lm
 "$B/bench/splice" "${BENCH_STREAMS:-500}" "${BENCH_RATE:-50}" "${BENCH_SECONDS:-5}" "${BENCH_BULK_MB:-1024}"
+# SSE arm: a real gridgate, userspace relay vs spliced SSE responses (bpf.splice_streams), side by side.
+make --no-print-directory -s B="$B" "$B/gridgate"
+GG_BUILD="$B" node tools/bench/splice_sse.mjs
