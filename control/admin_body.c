@@ -73,11 +73,13 @@ static int parse_limits(json_t *o, int adding, gg_admin_limits_t *l, gg_body_err
         int ok = adding && (strcmp(k, "name") == 0 || strcmp(k, "keys") == 0);
         for (int i = 0; known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
+        /* An empty key still needs a name in the answer's param and message. */
+        const char *label = k[0] ? k : "\"\"";
         if (!ok)
-            return fail(err, k,
+            return fail(err, label,
                         "%s: unknown tenant setting (weight, priority, max_inflight, max_queue, requests_per_s, burst, "
                         "tokens_per_min)",
-                        k);
+                        label);
     }
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
         int r = int_field(o, ints[i].key, ints[i].lo, ints[i].hi, (uint32_t *)((char *)l + ints[i].off), err);
