@@ -4,6 +4,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http_ from 'node:http';
 import net from 'node:net';
 import {
   enginesim, gridgate, http, rawRequest, sseEvents, ndjson, sleep, writeConfig, waitModels, simStats, simFault,
@@ -467,11 +468,14 @@ test('backend sends invalid JSON: non-stream -> 502; in SSE/NDJSON the stream en
   await withFault({ mode: 'malformed' }, async () => {
     const r = await http('POST', `${gw2.url}/v1/chat/completions`, { body: chat('f', { stream: true }) });
     assert.equal(r.status, 200);
+    // The engine's first event is already broken: none of its bytes are relayed, only the error event and [DONE].
     const events = r.body.split('\n\n').filter((e) => e.startsWith('data:'));
+    assert.equal(events.length, 2, r.body);
     assert.equal(events.at(-1), 'data: [DONE]');
     const last = JSON.parse(events.at(-2).slice(5));
     assert.equal(last.choices[0].finish_reason, 'error');
-    assert.match(last.error.message, /ended the stream/);
+    assert.match(last.error.message, /not valid JSON; the stream stops there/);
+    assert.doesNotMatch(r.body, /chatcmpl-broken/);
   });
   await withFault({ mode: 'malformed' }, async () => {
     // Translated (OpenAI engine -> Ollama client): only well-formed lines reach the client.
@@ -498,6 +502,70 @@ test('backend truncates a stream -> the stream ends with an error event in the c
     const lines = ndjson(r.body);
     assert.equal(typeof lines.at(-1).error, 'string', r.body);
   });
+});
+
+test('a malformed event mid-stream: the client gets the whole events before it, then the error event; nothing after it', async () => {
+  // A vLLM-like engine of our own, so the malformed event sits between good ones: A, B, malformed, then (only if
+  // nobody hung up within 5 s) C, a usage chunk and [DONE].
+  let streams = 0, hungUp = 0;
+  const chunk = (content) => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'fk',
+    choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+  const fake = http_.createServer((req, res) => {
+    if (req.method === 'GET') {
+      const body = { '/v1/models': { object: 'list', data: [{ id: 'fk', object: 'model' }] }, '/version': { version: '0.6.0' } }[req.url];
+      res.writeHead(200, { 'content-type': body ? 'application/json' : 'text/plain' });
+      res.end(body ? JSON.stringify(body) : '');
+      return;
+    }
+    req.resume();
+    req.on('end', () => {
+      streams++;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(': keep-alive comment\n\n' + chunk('A') + chunk('B'));
+      res.write('data: {"id":"c1","choices":[{"delta":{"content":"BROKEN\n\n');
+      const later = setTimeout(() => res.end(chunk('C') + 'data: [DONE]\n\n'), 5000);
+      res.on('close', () => {
+        clearTimeout(later);
+        if (!res.writableFinished) hungUp++;
+      });
+    });
+  });
+  await new Promise((r) => fake.listen(0, '127.0.0.1', r));
+  const cfg = await writeConfig({ backends: [{ name: 'fake', url: `http://127.0.0.1:${fake.address().port}`, kind: 'vllm' }],
+    health: { interval_ms: 100, timeout_ms: 1000 } });
+  const g = await gridgate(['--config', cfg, '--threads', '1']);
+  try {
+    await waitModels(g, ['fk']);
+    const counted = async () => Number(/^gridgate_stream_errors_total\{reason="invalid_event"\} (\d+)/m
+      .exec((await http('GET', `${g.url}/metrics`)).body)?.[1] ?? 0);
+    // Pass-through (OpenAI client, OpenAI engine): the engine's bytes as they were, cut before the malformed event.
+    const r = await http('POST', `${g.url}/v1/chat/completions`, { body: chat('fk', { stream: true }) });
+    assert.equal(r.status, 200);
+    assert.ok(r.body.startsWith(': keep-alive comment\n\n' + chunk('A') + chunk('B')), r.body);
+    assert.doesNotMatch(r.body, /BROKEN|"C"/);
+    const ev = sseEvents(r.body);
+    assert.deepEqual(ev.slice(0, 2).map((e) => e.choices[0].delta.content), ['A', 'B']);
+    assert.equal(ev.length, 4, r.body); // A, B, the error event, [DONE]
+    assert.equal(ev[2].choices[0].finish_reason, 'error');
+    assert.match(ev[2].error.message, /not valid JSON; the stream stops there/);
+    assert.equal(ev[3], '[DONE]');
+    // Translated (Ollama client, OpenAI engine): the same order in NDJSON.
+    const o = await http('POST', `${g.url}/api/chat`, { body: chat('fk') });
+    assert.equal(o.status, 200);
+    const lines = ndjson(o.body);
+    assert.deepEqual(lines.slice(0, 2).map((l) => l.message.content), ['A', 'B'], o.body);
+    assert.equal(lines.length, 3, o.body);
+    assert.match(lines[2].error, /not valid JSON/);
+    assert.doesNotMatch(o.body, /BROKEN|"C"/);
+    assert.equal(await counted(), 2);
+    // gridgate hung up on the engine at the malformed event instead of reading on.
+    for (let i = 0; i < 200 && hungUp < 2; i++) await sleep(25);
+    assert.equal(streams, 2);
+    assert.equal(hungUp, 2);
+  } finally {
+    await g.stop();
+    fake.close();
+  }
 });
 
 test('bad keys: wrong, truncated, extended, empty or missing -> 401 in the caller dialect; the right key is served', async () => {
