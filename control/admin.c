@@ -284,7 +284,6 @@ static int label_of(const char *series, const char *key, char *out, size_t outle
     return 0;
 }
 
-
 /* Tenants: the live table of the fairness module (limits as they are now, in-flight and queued counts) with the
  * tenant-labelled metric families summed per tenant under "metrics" (requests, rejections, tokens, waits). */
 static json_t *tenant_json(gg_tenant_t *t)

@@ -264,8 +264,8 @@ int gg_registration_parse(const char *body, size_t len, gg_registration_beat_t *
         strncmp(url, "http://", 7) != 0 ||
         gg_httpc_parse_target(url, hostname, sizeof(hostname), &port, prefix, sizeof(prefix), &is_unix) != 0 || is_unix)
         snprintf(field, sizeof(field), "url");
-    else if (jname != NULL && (name == NULL || name[0] == '\0' || strlen(name) != json_string_length(jname) ||
-                               strlen(name) >= sizeof(out->name)))
+    else if (jname != NULL &&
+             (name == NULL || name[0] == '\0' || strlen(name) != json_string_length(jname) || strlen(name) >= sizeof(out->name)))
         snprintf(field, sizeof(field), "name");
     else if (json_object_get(j, "kind") != NULL && (kname == NULL || (kind = gg_engine_kind_parse(kname)) < 0))
         snprintf(field, sizeof(field), "kind");

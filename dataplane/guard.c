@@ -94,7 +94,8 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     const char *code = "invalid_request";
     switch (req->res.status) {
     case 413:
-        snprintf(msg, sizeof(msg), "request body is larger than the limit of %zu bytes", req->conn->ctx->globalconf->max_request_entity_size);
+        snprintf(msg, sizeof(msg), "request body is larger than the limit of %zu bytes",
+                 req->conn->ctx->globalconf->max_request_entity_size);
         code = "request_too_large";
         break;
     case 417:
@@ -107,7 +108,8 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
         break;
     }
     size_t len;
-    char *json = gg_dialect_error_body(ollama ? GG_DIALECT_OLLAMA : GG_DIALECT_OPENAI, msg, "invalid_request_error", code, NULL, &len);
+    char *json =
+        gg_dialect_error_body(ollama ? GG_DIALECT_OLLAMA : GG_DIALECT_OPENAI, msg, "invalid_request_error", code, NULL, &len);
     dialect_ostream_t *o = (void *)h2o_add_ostream(req, sizeof(*o), slot);
     o->super.do_send = on_send;
     o->body = h2o_strdup(&req->pool, json, len);

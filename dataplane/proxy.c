@@ -83,8 +83,8 @@ typedef struct call {
     gg_xlate_t xlate;
     gg_usage_t usage;
     gg_buf_t pending, inflight;
-    gg_buf_t held;      /* pass-through: bytes of an event not yet complete, relayed once it parsed */
-    int bad_event;      /* BAD_EVENT_*: the stream is cut there; nothing from that event on is relayed */
+    gg_buf_t held; /* pass-through: bytes of an event not yet complete, relayed once it parsed */
+    int bad_event; /* BAD_EVENT_*: the stream is cut there; nothing from that event on is relayed */
     unsigned head_sent : 1, sending : 1, final_queued : 1, final_sent : 1, paused : 1, parser_live : 1, xlate_live : 1;
     const char *error; /* what went wrong, for the log */
     /* gzip: up_gz the engine's answer is gzip; gz_pass it goes to the client as is (a buffered answer, a client

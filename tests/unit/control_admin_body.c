@@ -14,10 +14,11 @@ static gg_body_err_t e;
 static void test_backend_add(void)
 {
     gg_admin_backend_add_t b;
-    CHECK_EQ_INT(gg_admin_parse_backend_add(S("{\"url\":\"http://10.0.0.2:8000/v1\",\"name\":\"gpu2\",\"kind\":\"vllm\",\"weight\":3,"
-                                              "\"max_inflight\":8}"),
-                                            &b, &e),
-                 0);
+    CHECK_EQ_INT(
+        gg_admin_parse_backend_add(S("{\"url\":\"http://10.0.0.2:8000/v1\",\"name\":\"gpu2\",\"kind\":\"vllm\",\"weight\":3,"
+                                     "\"max_inflight\":8}"),
+                                   &b, &e),
+        0);
     CHECK_EQ_STR(b.url, "http://10.0.0.2:8000/v1");
     CHECK_EQ_STR(b.name, "gpu2");
     CHECK_EQ_INT(b.kind, GG_ENGINE_VLLM);

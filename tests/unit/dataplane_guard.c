@@ -18,8 +18,8 @@ static void test_framing(void)
     const char *m = gg_http1_framing_conflict(H("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\n"));
     CHECK(m != NULL && strstr(m, "two Content-Length") != NULL);
     /* Names only count at the start of a header line, and the request line is not a header. */
-    CHECK(gg_http1_framing_conflict(H("POST /content-length:1 HTTP/1.1\r\nX-Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")) ==
-          NULL);
+    CHECK(gg_http1_framing_conflict(
+              H("POST /content-length:1 HTTP/1.1\r\nX-Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")) == NULL);
     CHECK(gg_http1_framing_conflict(H("POST / HTTP/1.1\r\nX: Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")) == NULL);
     CHECK(gg_http1_framing_conflict("", 0) == NULL);
     CHECK(gg_http1_framing_conflict(H("Content-Length: 5\r\nTransfer-Encoding: chunked")) == NULL);
