@@ -42,7 +42,7 @@ static void test_errors(void)
     CHECK_EQ_INT(gg_registration_parse(NULL, 0, &b, err, sizeof(err)), -EBADMSG);
     CHECK_EQ_INT(gg_registration_parse(S("{\"url\":\"ftp://x\"}"), &b, err, sizeof(err)), -EINVAL);
     CHECK(strncmp(err, "url: ", 5) == 0);
-    /* jansson refuses \\u0000 in strings: a NUL never reaches the url. */
+    /* jansson refuses a NUL escape inside a string: a NUL never reaches the url. */
     CHECK_EQ_INT(gg_registration_parse(S("{\"url\":\"http://h:1\\u0000x\"}"), &b, err, sizeof(err)), -EBADMSG);
     CHECK_EQ_INT(gg_registration_parse(S("{\"url\":\"http://h:1\",\"kind\":\"tpu\"}"), &b, err, sizeof(err)), -EINVAL);
     CHECK(strncmp(err, "kind: ", 6) == 0);
