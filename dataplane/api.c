@@ -12,7 +12,7 @@
 #include "gridgate/backend.h"
 #include "gridgate/comfy.h"
 #include "gridgate/dialect.h"
-#include "gridgate/guard.h"
+#include "gridgate/framing.h"
 #include "gridgate/gzip.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
@@ -297,7 +297,7 @@ static void dispatch(h2o_req_t *req)
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     enum gg_dialect d;
     enum gg_endpoint ep;
-    const char *framing = gg_guard_request_framing(req);
+    const char *framing = gg_framing_check_request(req);
 
     if (framing != NULL) {
         /* h2o already chose one reading of the body; a front proxy may have chosen the other, so neither this

@@ -1,6 +1,6 @@
 /* Framing checks on raw HTTP/1 request heads, and the output filter that puts h2o's own error answers into the
- * caller's dialect (see gridgate/guard.h). */
-#include "gridgate/guard.h"
+ * caller's dialect (see gridgate/framing.h). */
+#include "gridgate/framing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +49,7 @@ const char *gg_http1_framing_conflict(const char *head, size_t len)
     return NULL;
 }
 
-const char *gg_guard_request_framing(h2o_req_t *req)
+const char *gg_framing_check_request(h2o_req_t *req)
 {
     if (req->version >= 0x200 || req->entity.base == NULL)
         return NULL;
@@ -121,7 +121,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     h2o_setup_next_ostream(req, &o->super.next);
 }
 
-void gg_guard_register(h2o_hostconf_t *host)
+void gg_framing_register(h2o_hostconf_t *host)
 {
     h2o_filter_t *f = h2o_create_filter(&host->fallback_path, sizeof(*f));
     f->on_setup_ostream = on_setup_ostream;

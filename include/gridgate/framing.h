@@ -2,8 +2,8 @@
  * framing is ambiguous (h2o silently prefers Transfer-Encoding over Content-Length, and the first of two
  * Content-Lengths), and the plain-text errors h2o answers itself (413, 400 on broken framing, 417), which are
  * rewritten into the caller's dialect on /v1/ and /api/ paths. */
-#ifndef GG_GUARD_H
-#define GG_GUARD_H
+#ifndef GG_FRAMING_H
+#define GG_FRAMING_H
 
 #include <h2o.h>
 #include <stddef.h>
@@ -19,7 +19,7 @@ const char *gg_http1_framing_conflict(const char *head, size_t len);
  * The same for a request h2o has parsed: for an HTTP/1 request with a body, the head is still at the start of
  * the client socket's input buffer, right before the body. NULL when clean (or not HTTP/1, or no body).
  */
-const char *gg_guard_request_framing(h2o_req_t *req);
+const char *gg_framing_check_request(h2o_req_t *req);
 /** Registers the filter that rewrites h2o's own error answers (host's fallback path) into the caller's dialect. */
-void gg_guard_register(h2o_hostconf_t *host);
+void gg_framing_register(h2o_hostconf_t *host);
 #endif

@@ -1,6 +1,6 @@
-/* Tests dataplane/guard.c's head scan: which raw HTTP/1 request heads have ambiguous body framing. The h2o side
+/* Tests dataplane/framing.c's head scan: which raw HTTP/1 request heads have ambiguous body framing. The h2o side
  * (the 400 and the dialect filter) is tested against the running daemon in tests/integration/bad_input.test.mjs. */
-#include "gridgate/guard.h"
+#include "gridgate/framing.h"
 #include "test.h"
 
 #define H(lit) lit, sizeof(lit) - 1

@@ -1,4 +1,4 @@
-/* libFuzzer target for gg_http1_framing_conflict (dataplane/guard.c), the scan of raw HTTP/1 request heads for
+/* libFuzzer target for gg_http1_framing_conflict (dataplane/framing.c), the scan of raw HTTP/1 request heads for
  * ambiguous body framing. Differential: a plain reference (lower-cased copy, one line at a time, sscanf-free)
  * must reach the same verdict on every input. */
 #include <ctype.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gridgate/guard.h"
+#include "gridgate/framing.h"
 
 /* 0 clean, 1 CL + TE, 2 two different CLs. */
 static int reference(const uint8_t *d, size_t n)
