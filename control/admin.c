@@ -25,7 +25,9 @@
 #include "gridgate/admin_body.h"
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
+#include "gridgate/bpf.h"
 #include "gridgate/buf.h"
+#include "gridgate/guard.h"
 #include "gridgate/health.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
@@ -391,6 +393,7 @@ static void tenant_update(h2o_req_t *req, const char *name)
     }
     tenant_apply(t, &l);
     gg_info("admin: tenant %s updated", name);
+    gg_bpf_sync(); /* the `tenants` map shows the new limits now, not at the next health round */
     reply(req, 200, tenant_json(t));
 }
 
@@ -429,6 +432,7 @@ static void tenant_add(h2o_req_t *req)
             gg_warn("admin: tenant %s: keys[%zu] not added: %s", a.name, i, strerror(-rc));
     }
     gg_info("admin: tenant %s added with %zu keys", a.name, a.n_keys);
+    gg_bpf_sync();
     reply(req, 201, tenant_json(t));
 out:
     gg_admin_tenant_add_free(&a);
@@ -570,7 +574,39 @@ static void backend_weight(h2o_req_t *req, const char *name)
     else {
         /* The router reads weight on every choice; no generation bump, so pools and streams are untouched. */
         atomic_store(&b->weight, w);
+        gg_backends_publish(gg_backend_index(b));
         reply(req, 200, json_pack("{s:s, s:i}", "name", name, "weight", (int)w));
+    }
+}
+
+/* POST /admin/v1/guard/{deny,allow,remove} {"prefix": "10.0.0.0/24", "seconds": N}: prefixes hold a '/', so they
+ * travel in the body rather than the path. */
+static void guard_verb(h2o_req_t *req, const char *verb)
+{
+    if (strcmp(verb, "deny") != 0 && strcmp(verb, "allow") != 0 && strcmp(verb, "remove") != 0) {
+        error(req, 404, "not_found", NULL, "no such guard verb: %s (deny, allow, remove)", verb);
+        return;
+    }
+    char prefix[128], err[256];
+    uint32_t seconds = 0;
+    gg_body_err_t e;
+    int rc;
+    if (gg_admin_parse_guard(req->entity.base, req->entity.len, verb[0] == 'd', prefix, sizeof(prefix), &seconds, &e) != 0)
+        body_error(req, &e);
+    else if ((rc = verb[0] == 'd'   ? gg_guard_deny(prefix, seconds, err, sizeof(err))
+                   : verb[0] == 'a' ? gg_guard_allow(prefix, err, sizeof(err))
+                                    : gg_guard_remove(prefix, err, sizeof(err))) != 0) {
+        if (rc == -EINVAL)
+            error(req, 400, "invalid_field", "prefix", "%s", err);
+        else if (rc == -ENOENT)
+            error(req, 404, "not_found", NULL, "%s", err);
+        else
+            error(req, rc == -ENOTSUP ? 503 : 500, rc == -ENOTSUP ? "unavailable" : "failed", NULL, "%s", err);
+    } else {
+        json_t *r = json_pack("{s:s, s:s}", "prefix", prefix, "done", verb);
+        if (verb[0] == 'd')
+            json_object_set_new(r, "seconds", seconds ? json_integer(seconds) : json_null());
+        reply(req, 200, r);
     }
 }
 
@@ -769,6 +805,12 @@ static void route(h2o_req_t *req)
               "tenants cannot be removed while running: remove their keys (gridctl tenant key remove), or drop them from the "
               "config and restart"),
             ok = 1;
+    } else if (strcmp(noun, "guard") == 0 && n == 1 && get) {
+        reply(req, 200, gg_guard_list_json()), ok = 1;
+    } else if (strcmp(noun, "guard") == 0 && n == 2 && get && strcmp(seg[1], "stats") == 0) {
+        reply(req, 200, gg_guard_stats_json()), ok = 1;
+    } else if (strcmp(noun, "guard") == 0 && n == 2 && post) {
+        guard_verb(req, seg[1]), ok = 1;
     } else if (strcmp(noun, "stats") == 0 && n == 1 && get) {
         reply(req, 200, stats_json()), ok = 1;
     } else if (strcmp(noun, "status") == 0 && n == 1 && get) {

@@ -225,3 +225,24 @@ int gg_admin_parse_tenant_key(const char *body, size_t len, int adding, char *ou
     json_decref(o);
     return rc;
 }
+
+int gg_admin_parse_guard(const char *body, size_t len, int with_seconds, char *prefix, size_t prefixlen, uint32_t *seconds,
+                         gg_body_err_t *err)
+{
+    json_t *o = load_object(body, len, err);
+    if (o == NULL)
+        return -EINVAL;
+    json_t *p = json_object_get(o, "prefix");
+    int rc = 0;
+    *seconds = 0;
+    if (!json_is_string(p) || strlen(json_string_value(p)) != json_string_length(p))
+        rc = fail(err, "prefix", "prefix: required, a string ADDR or ADDR/LEN");
+    else if (json_string_length(p) >= prefixlen)
+        rc = fail(err, "prefix", "prefix: at most %zu bytes", prefixlen - 1);
+    else if (with_seconds && int_field(o, "seconds", 0, 31536000, seconds, err) < 0)
+        rc = -EINVAL;
+    if (rc == 0)
+        memcpy(prefix, json_string_value(p), json_string_length(p) + 1);
+    json_decref(o);
+    return rc;
+}

@@ -1,5 +1,6 @@
-/* The backend registry (fixed slots) and the published model table (immutable snapshots swapped
- * atomically, freed after a grace period). See backend.h for the read/write contract. */
+/* The backend registry (fixed slots), the published view the router reads (seqlocked slots, in the mmapped BPF map
+ * when the kernel assist is on) and the published model table (immutable snapshots swapped atomically, freed after
+ * a grace period). See backend.h for the read/write contract. */
 #include "gridgate/backend.h"
 #include "gridgate/buf.h"
 #include "gridgate/httpc.h"
@@ -15,6 +16,9 @@
 
 gg_backend_t gg_backends[GG_MAX_BACKENDS];
 _Atomic uint32_t gg_backends_hwm;
+static struct gg_bpf_backend heap_view[GG_MAX_BACKENDS];
+struct gg_bpf_backend *gg_backend_view = heap_view;
+_Static_assert(GG_BPF_MAX_BACKENDS == GG_MAX_BACKENDS, "the view mirrors the registry slot for slot");
 void (*gg_backend_wake_hook)(void);
 
 /* Control-private per-slot data. */
@@ -248,6 +252,92 @@ int gg_backend_set_models(gg_backend_t *b, gg_backend_model_t *models, size_t n)
     return changed;
 }
 
+/* --- the published view ------------------------------------------------------------------------ */
+static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER; /* writers only; the router never locks */
+static struct gg_bpf_backend shadow[GG_MAX_BACKENDS];        /* what each slot last published (seq, inflight unused) */
+
+static void fill(struct gg_bpf_backend *v, const gg_backend_t *b)
+{
+    memset(v, 0, sizeof(*v));
+    v->state = atomic_load(&b->state);
+    if (v->state == GG_BACKEND_FREE)
+        return;
+    v->id = b->id;
+    v->kind = atomic_load(&b->kind);
+    v->weight = atomic_load(&b->weight);
+    v->capacity = atomic_load(&b->capacity);
+    v->engine_running = atomic_load(&b->engine_running);
+    v->engine_waiting = atomic_load(&b->engine_waiting);
+    v->kv_permille = atomic_load(&b->kv_permille);
+    v->ttft_ewma_us = atomic_load(&b->ttft_ewma_us);
+    v->tokens_per_s = atomic_load(&b->tokens_per_s);
+    v->consecutive_failures = atomic_load(&b->consecutive_failures);
+    v->port = b->port;
+    memcpy(v->name, b->name, strnlen(b->name, sizeof(v->name) - 1));
+}
+
+/* The 32-bit words between seq and name, written one atomic store each so a router's relaxed load never tears; the
+ * in-flight word is the data plane's and is skipped. */
+#define WORD_FIRST (offsetof(struct gg_bpf_backend, id) / 4)
+#define WORD_END (offsetof(struct gg_bpf_backend, name) / 4)
+#define WORD_INFLIGHT (offsetof(struct gg_bpf_backend, inflight) / 4)
+_Static_assert(offsetof(struct gg_bpf_backend, name) % 4 == 0, "published words are 32-bit");
+
+static void publish_slot_locked(int i, int force)
+{
+    struct gg_bpf_backend v;
+    fill(&v, &gg_backends[i]);
+    if (!force && memcmp((char *)&v + 4 * WORD_FIRST, (char *)&shadow[i] + 4 * WORD_FIRST, sizeof(v) - 4 * WORD_FIRST) == 0)
+        return;
+    shadow[i] = v;
+    struct gg_bpf_backend *slot = &gg_backend_view[i];
+    uint32_t seq = __atomic_load_n(&slot->seq, __ATOMIC_RELAXED);
+    /* seqlock: odd while the slot is rewritten; a reader wanting a consistent copy retries on odd or changed. */
+    __atomic_store_n(&slot->seq, seq | 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    uint32_t *dst = (uint32_t *)slot;
+    const uint32_t *src = (const uint32_t *)&v;
+    for (size_t w = WORD_FIRST; w < WORD_END; w++)
+        if (w != WORD_INFLIGHT)
+            __atomic_store_n(&dst[w], src[w], __ATOMIC_RELAXED);
+    memcpy(slot->name, v.name, sizeof(v.name));
+    __atomic_store_n(&slot->seq, (seq | 1) + 1, __ATOMIC_RELEASE);
+}
+
+void gg_backends_publish(int slot)
+{
+    if (slot < 0 || slot >= GG_MAX_BACKENDS)
+        return;
+    pthread_mutex_lock(&pub_lock);
+    publish_slot_locked(slot, 0);
+    pthread_mutex_unlock(&pub_lock);
+}
+
+void gg_backends_publish_all(void)
+{
+    pthread_mutex_lock(&pub_lock);
+    for (int i = 0; i < GG_MAX_BACKENDS; i++)
+        publish_slot_locked(i, 0);
+    pthread_mutex_unlock(&pub_lock);
+}
+
+void gg_backend_view_move(struct gg_bpf_backend *mem)
+{
+    struct gg_bpf_backend *to = mem != NULL ? mem : heap_view;
+    pthread_mutex_lock(&pub_lock);
+    if (to != gg_backend_view) {
+        for (int i = 0; i < GG_MAX_BACKENDS; i++) {
+            memset(&to[i], 0, sizeof(to[i]));
+            to[i].seq = __atomic_load_n(&gg_backend_view[i].seq, __ATOMIC_RELAXED) & ~1u;
+            to[i].inflight = __atomic_load_n(&gg_backend_view[i].inflight, __ATOMIC_RELAXED);
+        }
+        gg_backend_view = to;
+        for (int i = 0; i < GG_MAX_BACKENDS; i++)
+            publish_slot_locked(i, 1);
+    }
+    pthread_mutex_unlock(&pub_lock);
+}
+
 /* --- slots -------------------------------------------------------------------------------------- */
 int gg_backend_add(const char *name, const char *url, enum gg_engine_kind kind, uint32_t weight, uint32_t max_inflight)
 {
@@ -283,7 +373,7 @@ int gg_backend_add(const char *name, const char *url, enum gg_engine_kind kind, 
         int64_t now = mono_ms();
         for (uint32_t i = 0; i < hwm && slot < 0; i++) {
             gg_backend_t *c = &gg_backends[i];
-            if (!live(c) && atomic_load(&c->inflight) == 0 && now - priv[i].freed_at_ms >= GG_BACKEND_REUSE_MS)
+            if (!live(c) && gg_backend_inflight((int)i) == 0 && now - priv[i].freed_at_ms >= GG_BACKEND_REUSE_MS)
                 slot = (int)i;
         }
     }
@@ -321,6 +411,7 @@ int gg_backend_add(const char *name, const char *url, enum gg_engine_kind kind, 
     atomic_store_explicit(&b->state, GG_BACKEND_DOWN, memory_order_release);
     if ((uint32_t)slot >= hwm)
         atomic_store_explicit(&gg_backends_hwm, slot + 1, memory_order_release);
+    gg_backends_publish(slot);
     pthread_mutex_unlock(&reg_lock);
     gg_info("backend %s: added %s (%s) in slot %d", name, b->url, gg_engine_kind_name(kind), slot);
     if (gg_backend_wake_hook != NULL)
@@ -346,6 +437,7 @@ int gg_backend_remove(const char *name)
     priv[i].n_models = 0;
     if (had_models)
         publish_locked();
+    gg_backends_publish(i);
     pthread_mutex_unlock(&reg_lock);
     gg_info("backend %s: removed", name);
     return 0;
@@ -360,6 +452,7 @@ int gg_backend_set_state(gg_backend_t *b, enum gg_backend_state state)
     if (ok && atomic_load(&b->state) != (uint32_t)state) {
         atomic_store_explicit(&b->state, state, memory_order_release);
         atomic_fetch_add(&b->generation, 1);
+        gg_backends_publish(gg_backend_index(b));
     }
     pthread_mutex_unlock(&reg_lock);
     return ok ? 0 : -ENOENT;
@@ -386,6 +479,10 @@ void gg_backends_reset(void)
         memset(&priv[i], 0, sizeof(priv[i]));
         memset(&gg_backends[i], 0, sizeof(gg_backends[i]));
     }
+    pthread_mutex_lock(&pub_lock);
+    memset(gg_backend_view, 0, sizeof(heap_view));
+    memset(shadow, 0, sizeof(shadow));
+    pthread_mutex_unlock(&pub_lock);
     atomic_store(&gg_backends_hwm, 0);
     const gg_model_table_t *old = atomic_exchange(&current_table, &empty_table);
     if (old != &empty_table)
@@ -510,7 +607,7 @@ json_t *gg_backends_list_json(void)
             out, json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:o}", "slot", (int)i,
                            "name", b->name, "url", b->url, "kind", gg_engine_kind_name(atomic_load(&b->kind)), "state",
                            gg_backend_state_name(atomic_load(&b->state)), "weight", (int)atomic_load(&b->weight), "capacity",
-                           (int)atomic_load(&b->capacity), "inflight", (int)atomic_load(&b->inflight), "engine_running",
+                           (int)atomic_load(&b->capacity), "inflight", (int)gg_backend_inflight((int)i), "engine_running",
                            (int)atomic_load(&b->engine_running), "engine_waiting", (int)atomic_load(&b->engine_waiting),
                            "kv_permille", (int)atomic_load(&b->kv_permille), "ttft_ewma_us", (int)atomic_load(&b->ttft_ewma_us),
                            "tokens_per_s", (int)atomic_load(&b->tokens_per_s), "consecutive_failures",
@@ -526,9 +623,9 @@ void gg_backends_render_metrics(gg_buf_t *out)
 {
     static const struct {
         const char *name, *help;
-        size_t offset;
+        size_t offset; /* in gg_backend_t, or in the view when SIZE_MAX */
     } gauges[] = {
-        {"gridgate_backend_inflight", "Requests gridgate has in flight on the backend.", offsetof(gg_backend_t, inflight)},
+        {"gridgate_backend_inflight", "Requests gridgate has in flight on the backend.", SIZE_MAX},
         {"gridgate_backend_capacity", "Concurrent requests the backend takes (configured or derived).",
          offsetof(gg_backend_t, capacity)},
         {"gridgate_backend_engine_running", "Requests the engine reports running.", offsetof(gg_backend_t, engine_running)},
@@ -559,7 +656,9 @@ void gg_backends_render_metrics(gg_buf_t *out)
                 continue;
             gg_buf_appendf(out, "%s{backend=", gauges[g].name);
             gg_buf_append_json_str(out, b->name, strlen(b->name));
-            gg_buf_appendf(out, "} %u\n", atomic_load((_Atomic uint32_t *)((char *)b + gauges[g].offset)));
+            gg_buf_appendf(out, "} %u\n",
+                           gauges[g].offset == SIZE_MAX ? gg_backend_inflight((int)i)
+                                                        : atomic_load((_Atomic uint32_t *)((char *)b + gauges[g].offset)));
         }
     }
     pthread_mutex_unlock(&reg_lock);

@@ -1,6 +1,7 @@
 /* The BPF loader and map publisher (see bpf.h): libbpf-bootstrap lifecycle (open -> load -> attach -> destroy),
  * pinning by name under --pin-path with an ABI check through the `meta` map, the registry mirror into `backends`
- * (mmapped, seqlocked per slot) and `models`, and the flow table operations used by the splice hand-off. */
+ * (the router's view, mmapped, seqlocked per slot; control/backends.c writes it), `models` and `tenants`, and the flow table
+ * operations used by the splice hand-off. */
 #include "gridgate/bpf.h"
 
 #include <errno.h>
@@ -30,8 +31,10 @@
 #include "gridgate/backend.h"
 #include "gridgate/buf.h"
 #include "gridgate/config.h"
+#include "gridgate/guard.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
+#include "gridgate/tenant.h"
 #include "gridgate.skel.h"
 
 #ifndef BPF_FS_MAGIC
@@ -51,11 +54,13 @@ static size_t flow_len;
 static pthread_mutex_t flow_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t flow_free[GG_BPF_MAX_FLOWS], n_free; /* free slots, a stack */
 static int fd_pin_dir = -1;                          /* flock'ed: one gridgate per pin path, or two would share one flows table */
-static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1;
+static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1, fd_tenants = -1;
 static _Atomic int splice_on;
 static int msg_attached;
 static _Atomic uint64_t spliced_streams, spliced_bytes;
 static uint64_t models_version = UINT64_MAX;
+static struct gg_bpf_tenant tenants_last[GG_MAX_TENANTS]; /* what each tenant slot last wrote into `tenants` */
+static int tenants_written[GG_MAX_TENANTS];
 
 int gg_bpf_enabled(void)
 {
@@ -187,6 +192,7 @@ static int load(const char *pin_path, const char **what)
     fd_ends = bpf_map__fd(skel->maps.ends);
     fd_socks = bpf_map__fd(skel->maps.socks);
     fd_models = bpf_map__fd(skel->maps.models);
+    fd_tenants = bpf_map__fd(skel->maps.tenants);
     /* Programs are attached to the sockhash before any socket joins it: a later attach never applies to members. The
      * sk_msg accounting program costs ~30% more machine CPU per spliced 100-byte event (measured with bench-splice)
      * and adds nothing the flows map does not already count (user_bytes), so it is attached only when
@@ -214,9 +220,10 @@ static int load(const char *pin_path, const char **what)
         *what = "mmap flows";
         goto cleanup;
     }
-    /* A previous run's slots and flows describe nothing that exists now. */
-    memset(view, 0, sizeof(struct gg_bpf_backend) * GG_BPF_MAX_BACKENDS);
+    /* A previous run's flows describe nothing that exists now; the view move rewrites every backend slot. */
     memset(flow_tab, 0, sizeof(struct gg_bpf_flow) * GG_BPF_MAX_FLOWS);
+    gg_backend_view_move(view);
+    memset(tenants_written, 0, sizeof(tenants_written));
     n_free = 0;
     for (uint32_t i = GG_BPF_MAX_FLOWS; i-- > 0;)
         flow_free[n_free++] = i;
@@ -270,6 +277,7 @@ int gg_bpf_init(int mode, const char *pin_path)
     }
     atomic_store(&splice_on, 1);
     gg_bpf_sync();
+    gg_guard_load(pin_path ? pin_path : "/sys/fs/bpf/gridgate"); /* its own object and maps; failing leaves it off */
     return 0;
 }
 
@@ -277,10 +285,12 @@ void gg_bpf_shutdown(void)
 {
     if (skel == NULL)
         return;
+    gg_guard_shutdown();
     atomic_store(&splice_on, 0);
     bpf_prog_detach2(bpf_program__fd(skel->progs.gg_verdict), fd_socks, BPF_SK_SKB_VERDICT);
     if (msg_attached)
         bpf_prog_detach2(bpf_program__fd(skel->progs.gg_msg), fd_socks, BPF_SK_MSG_VERDICT);
+    gg_backend_view_move(NULL);
     if (view != NULL)
         munmap(view, view_len);
     if (flow_tab != NULL)
@@ -292,31 +302,10 @@ void gg_bpf_shutdown(void)
     if (fd_pin_dir != -1)
         close(fd_pin_dir);
     fd_pin_dir = -1;
-    fd_flows = fd_ends = fd_socks = fd_models = -1;
+    fd_flows = fd_ends = fd_socks = fd_models = fd_tenants = -1;
 }
 
 /* --- publishing --------------------------------------------------------------------------------- */
-
-static void fill(struct gg_bpf_backend *v, const gg_backend_t *b)
-{
-    memset(v, 0, sizeof(*v));
-    v->state = atomic_load(&b->state);
-    if (v->state == GG_BACKEND_FREE)
-        return;
-    v->id = b->id;
-    v->kind = atomic_load(&b->kind);
-    v->weight = atomic_load(&b->weight);
-    v->inflight = atomic_load(&b->inflight);
-    v->capacity = atomic_load(&b->capacity);
-    v->engine_running = atomic_load(&b->engine_running);
-    v->engine_waiting = atomic_load(&b->engine_waiting);
-    v->kv_permille = atomic_load(&b->kv_permille);
-    v->ttft_ewma_us = atomic_load(&b->ttft_ewma_us);
-    v->tokens_per_s = atomic_load(&b->tokens_per_s);
-    v->consecutive_failures = atomic_load(&b->consecutive_failures);
-    v->port = b->port;
-    memcpy(v->name, b->name, strnlen(b->name, sizeof(v->name) - 1));
-}
 
 static void sync_models(void)
 {
@@ -346,27 +335,57 @@ static void sync_models(void)
     }
 }
 
+static double milli(double v)
+{
+    return v * 1000 + (v < 0 ? -0.5 : 0.5);
+}
+
+/* One entry per tenant, rewritten when it changed since the last round (tenants are never removed while running). */
+static void sync_tenants(void)
+{
+    size_t n = gg_tenants_count();
+    for (size_t i = 0; i < n && i < GG_MAX_TENANTS; i++) {
+        gg_tenant_t *t = gg_tenant_at(i);
+        gg_tenant_counts_t c;
+        gg_tenant_counts(t, &c);
+        struct gg_bpf_tenant v = {
+            .request_bucket_milli = (__s64)milli(c.request_level),
+            .token_bucket_milli = (__s64)milli(c.token_level),
+            .limits = (c.request_limited ? GG_BPF_TENANT_REQUEST_LIMIT : 0) | (c.token_limited ? GG_BPF_TENANT_TOKEN_LIMIT : 0),
+            .weight = __atomic_load_n(&t->weight, __ATOMIC_RELAXED),
+            .inflight = atomic_load_explicit(&t->inflight, memory_order_relaxed),
+            .queued = atomic_load_explicit(&t->queued, memory_order_relaxed),
+            .requests = c.requests,
+            .admitted = c.admitted,
+            .rejected_rate = c.rejected[GG_REJECT_RATE],
+            .rejected_quota = c.rejected[GG_REJECT_QUOTA],
+            .rejected_queue_full = c.rejected[GG_REJECT_QUEUE_FULL],
+            .rejected_over_share = c.rejected[GG_REJECT_SHARE],
+            .rejected_overloaded = c.rejected[GG_REJECT_OVERLOADED],
+            .tokens_in = c.tokens_in,
+            .tokens_out = c.tokens_out,
+        };
+        if (tenants_written[i] && memcmp(&v, &tenants_last[i], sizeof(v)) == 0)
+            continue;
+        struct gg_bpf_tenant_key key = {0};
+        memcpy(key.name, t->name, strnlen(t->name, sizeof(key.name) - 1));
+        if (bpf_map_update_elem(fd_tenants, &key, &v, BPF_ANY) == 0) {
+            tenants_last[i] = v;
+            tenants_written[i] = 1;
+        }
+    }
+}
+
 void gg_bpf_sync(void)
 {
+    /* The backends view is the router's table whether or not BPF is on (in the mmapped map when it is). */
+    gg_backends_publish_all();
     if (view == NULL)
         return;
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&lock);
-    for (uint32_t s = 0; s < GG_BPF_MAX_BACKENDS; s++) {
-        struct gg_bpf_backend v;
-        struct gg_bpf_backend *slot = &view[s];
-        fill(&v, &gg_backends[s]);
-        v.seq = slot->seq;
-        if (memcmp(&v, slot, sizeof(v)) == 0)
-            continue;
-        /* seqlock: odd while the slot is rewritten; readers retry on odd or changed. */
-        __atomic_store_n(&slot->seq, v.seq + 1, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_RELEASE);
-        v.seq += 2;
-        memcpy((char *)slot + sizeof(v.seq), (char *)&v + sizeof(v.seq), sizeof(v) - sizeof(v.seq));
-        __atomic_store_n(&slot->seq, v.seq, __ATOMIC_RELEASE);
-    }
     sync_models();
+    sync_tenants();
     pthread_mutex_unlock(&lock);
 }
 

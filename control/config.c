@@ -347,11 +347,30 @@ static const struct opt tls_opts[] = {
 };
 static const struct schema tls_schema = {tls_opts, sizeof(tls_opts) / sizeof(tls_opts[0])};
 
+static const struct opt xdp_opts[] = {
+    {"interfaces", T_STRLIST, CFG(bpf.xdp.interfaces), CFG(bpf.xdp.n_interfaces), .flags = F_SCALAR_OK | F_NONEMPTY,
+     .doc = "Network interfaces the XDP SYN guard attaches to (native mode, else generic; none: not attached)."},
+    {"syn_rate", T_DOUBLE, CFG(bpf.xdp.syn_rate), .min = 0, .max = 1e6, .def = "100",
+     .doc = "New connections (SYNs) per second one source address may open to the listen ports (0: no limit)."},
+    {"syn_burst", T_U32, CFG(bpf.xdp.syn_burst), .min = 1, .max = 1000000, .def = "200",
+     .doc = "SYNs a source may send at once above the rate."},
+    {"auth_fail_limit", T_U32, CFG(bpf.xdp.auth_fail_limit), .min = 0, .max = 1000000, .def = "20",
+     .doc = "Authentication failures (401) of one source within auth_fail_window_s that get it denied (0: never)."},
+    {"auth_fail_window_s", T_U32, CFG(bpf.xdp.auth_fail_window_s), .min = 1, .max = 86400, .def = "60",
+     .doc = "Window in which auth_fail_limit failures are counted."},
+    {"deny_seconds", T_U32, CFG(bpf.xdp.deny_seconds), .min = 1, .max = 31536000, .def = "600",
+     .doc = "How long a source that failed authentication too often is denied."},
+};
+static const struct schema xdp_schema = {xdp_opts, sizeof(xdp_opts) / sizeof(xdp_opts[0])};
+
 static const struct opt bpf_opts[] = {
     {"mode", T_ENUM, CFG(bpf.mode), .choices = bpf_modes, .def = "auto",
      .doc = "auto: use eBPF when permitted; on: fail without it; off."},
     {"pin_path", T_STR, CFG(bpf.pin_path), .flags = F_NONEMPTY, .def = "/sys/fs/bpf/gridgate",
      .doc = "bpffs directory for pinned maps."},
+    {"xdp", T_OBJ, 0, .sub = &xdp_schema, .doc = "XDP ingress guard: drops SYNs from denied prefixes and sources over their rate."},
+    {"reuseport", T_BOOL, CFG(bpf.reuseport), .def = "true",
+     .doc = "Hand each new connection to the worker thread holding the fewest (sk_reuseport; off: the kernel's hash)."},
 };
 static const struct schema bpf_schema = {bpf_opts, sizeof(bpf_opts) / sizeof(bpf_opts[0])};
 
@@ -1087,6 +1106,32 @@ static int validate(gg_config_t *cfg, struct ctx *c)
                       cfg->health.interval_ms);
     if (cfg->health.max_cooldown_ms < cfg->health.cooldown_ms)
         cfg->health.max_cooldown_ms = cfg->health.cooldown_ms;
+    for (size_t i = 0; i < cfg->bpf.xdp.n_interfaces; i++) {
+        const char *n = cfg->bpf.xdp.interfaces[i];
+        /* The kernel's own rule for interface names (dev_valid_name): 1..15 bytes, no '/', ':' or white space. */
+        int bad = strlen(n) >= 16 || strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strpbrk(n, "/: \t\n\r\v\f") != NULL;
+        for (size_t j = 0; j < i && !bad; j++)
+            bad = strcmp(cfg->bpf.xdp.interfaces[j], n) == 0 ? 2 : 0;
+        if (bad) {
+            c->depth = 0;
+            push_key(c, "bpf");
+            push_key(c, "xdp");
+            push_key(c, "interfaces");
+            if (cfg->bpf.xdp.n_interfaces > 1 && c->text != NULL)
+                push_idx(c, (int)i);
+            return set_error(c,
+                             bad == 2 ? "duplicate interface \"%s\""
+                                      : "\"%s\" is not an interface name (1..15 characters, no '/', ':' or spaces)",
+                             n);
+        }
+    }
+    if (cfg->bpf.xdp.n_interfaces > GG_GUARD_MAX_IFACES) {
+        c->depth = 0;
+        push_key(c, "bpf");
+        push_key(c, "xdp");
+        push_key(c, "interfaces");
+        return set_error(c, "more than %d interfaces", GG_GUARD_MAX_IFACES);
+    }
     return 0;
 }
 

@@ -236,7 +236,7 @@ static uint32_t derive_batching_cap(gg_backend_t *b, struct hrec *h, const gg_en
         h->cap_ttft_sum = sum;
         h->cap_ttft_obs = obs;
     }
-    gg_cap_sample_t x = {.inflight = atomic_load(&b->inflight),
+    gg_cap_sample_t x = {.inflight = gg_backend_inflight(gg_backend_index(b)),
                          .has_load = st->has_load,
                          .running = st->running,
                          .waiting = st->waiting,

@@ -14,6 +14,7 @@
 #include "gridgate/backend.h"
 #include "gridgate/bpf.h"
 #include "gridgate/config.h"
+#include "gridgate/guard.h"
 #include "gridgate/health.h"
 #include "gridgate/log.h"
 #include "gridgate/proxy.h"
@@ -136,6 +137,18 @@ static int parse_hostport(const char *s, gg_listen_addr_t *a)
     if (*end != '\0' || p < 0 || p > 65535)
         return -EINVAL;
     a->port = (uint16_t)p;
+    return 0;
+}
+
+/* The guard learns the listeners, and the workers count their connections where its reuseport pick reads them. */
+static int start_guard(void)
+{
+    static gg_guard_listeners_t l;
+    gg_server_listeners(&l);
+    if (gg_guard_start(&l) != 0)
+        return -1;
+    if (gg_guard_conn_counts() != NULL)
+        gg_server_share_conn_counts(gg_guard_conn_counts());
     return 0;
 }
 
@@ -278,11 +291,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    gg_guard_configure(&cfg);
     if (gg_bpf_init(cfg.bpf.mode, cfg.bpf.pin_path) != 0)
         return 1;
 
     gg_api_init(&cfg);
-    if (gg_server_init(&so, gg_api_on_req) != 0)
+    if (gg_server_init(&so, gg_api_on_req) != 0 || start_guard() != 0)
         return 1;
     if (apply_backends(&cfg) != 0)
         return 1;

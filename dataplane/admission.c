@@ -156,7 +156,7 @@ static int may_take(struct bq *q, int slot, size_t i)
     uint32_t max = __atomic_load_n(&t->max_inflight, __ATOMIC_RELAXED);
     if (max && atomic_load_explicit(&t->inflight, memory_order_relaxed) >= max)
         return 0;
-    uint32_t cap = cap_of(slot), in = atomic_load_explicit(&gg_backends[slot].inflight, memory_order_relaxed);
+    uint32_t cap = cap_of(slot), in = gg_backend_inflight(slot);
     if (in < cap)
         return 1;
     return in < cap + burst_of(slot, cap) && under_share(q, i, cap);
@@ -187,7 +187,7 @@ static void dequeue(struct bq *q, gg_admit_waiter_t *wt)
 
 static void take_slot(struct bq *q, int slot, gg_tenant_t *t)
 {
-    atomic_fetch_add_explicit(&gg_backends[slot].inflight, 1, memory_order_relaxed);
+    gg_backend_inflight_add(slot, 1);
     atomic_fetch_add_explicit(&t->inflight, 1, memory_order_relaxed);
     q->tq[t->idx].inflight++;
 }
@@ -346,7 +346,7 @@ void gg_admit_release(int slot, gg_tenant_t *t, uint64_t held_us)
     h2o_linklist_t granted;
     h2o_linklist_init_anchor(&granted);
     pthread_mutex_lock(&q->mu);
-    atomic_fetch_sub_explicit(&gg_backends[slot].inflight, 1, memory_order_relaxed);
+    gg_backend_inflight_add(slot, -1);
     atomic_fetch_sub_explicit(&t->inflight, 1, memory_order_relaxed);
     q->tq[t->idx].inflight--;
     if (held_us)

@@ -64,9 +64,10 @@ static struct {
     sticky_entry_t **buckets;
     size_t nbuckets, n, max;
     uint64_t idle_ms;
-    sticky_entry_t lru; /* sentinel */
     uint64_t (*now_ms)(void);
 } st = {.lock = PTHREAD_MUTEX_INITIALIZER, .max = GG_COMFY_STICKY_MAX, .idle_ms = GG_COMFY_STICKY_IDLE_MS, .now_ms = mono_ms};
+/* The LRU list's sentinel, under st.lock; outside st because its type ends in a flexible array. */
+static sticky_entry_t lru;
 
 static uint64_t key_hash(enum gg_comfy_key kind, const char *key, size_t len)
 {
@@ -81,10 +82,10 @@ static void lru_unlink(sticky_entry_t *e)
 
 static void lru_push_front(sticky_entry_t *e)
 {
-    e->lru_next = st.lru.lru_next;
-    e->lru_prev = &st.lru;
-    st.lru.lru_next->lru_prev = e;
-    st.lru.lru_next = e;
+    e->lru_next = lru.lru_next;
+    e->lru_prev = &lru;
+    lru.lru_next->lru_prev = e;
+    lru.lru_next = e;
 }
 
 /* Called with the lock held. */
@@ -98,7 +99,7 @@ static void ensure_table(void)
     st.buckets = calloc(st.nbuckets, sizeof(*st.buckets));
     if (st.buckets == NULL)
         h2o_fatal("no memory");
-    st.lru.lru_next = st.lru.lru_prev = &st.lru;
+    lru.lru_next = lru.lru_prev = &lru;
 }
 
 static sticky_entry_t **find_link(enum gg_comfy_key kind, const char *key, size_t len, uint64_t h)
@@ -122,8 +123,8 @@ static void remove_entry(sticky_entry_t *e)
 /* Drops entries idle for too long, oldest first. */
 static void expire(uint64_t now)
 {
-    while (st.lru.lru_prev != &st.lru && st.lru.lru_prev->last_ms + st.idle_ms <= now)
-        remove_entry(st.lru.lru_prev);
+    while (lru.lru_prev != &lru && lru.lru_prev->last_ms + st.idle_ms <= now)
+        remove_entry(lru.lru_prev);
 }
 
 void gg_comfy_sticky_put(enum gg_comfy_key kind, const char *key, size_t len, int slot)
@@ -138,7 +139,7 @@ void gg_comfy_sticky_put(enum gg_comfy_key kind, const char *key, size_t len, in
     sticky_entry_t **p = find_link(kind, key, len, h), *e = *p;
     if (e == NULL) {
         if (st.n >= st.max) {
-            remove_entry(st.lru.lru_prev);
+            remove_entry(lru.lru_prev);
             p = find_link(kind, key, len, h); /* the removal may have changed the chain */
         }
         e = malloc(sizeof(*e) + len);
@@ -199,8 +200,8 @@ void gg_comfy_sticky_configure(size_t max_entries, uint64_t idle_ms)
 {
     pthread_mutex_lock(&st.lock);
     if (st.buckets != NULL) {
-        while (st.lru.lru_next != &st.lru)
-            remove_entry(st.lru.lru_next);
+        while (lru.lru_next != &lru)
+            remove_entry(lru.lru_next);
         free(st.buckets);
         st.buckets = NULL;
     }
@@ -504,7 +505,7 @@ static void release_backend(call_t *c, int failed)
         return;
     c->dispatched = 0;
     gg_backend_t *b = &gg_backends[c->slot];
-    atomic_fetch_sub_explicit(&b->inflight, 1, memory_order_relaxed);
+    gg_backend_inflight_add(c->slot, -1);
     if (failed)
         gg_backend_report_failure(b);
     else
@@ -578,7 +579,7 @@ static void send_to(call_t *c, int slot)
         gg_buf_append_str(&head, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
     gg_buf_append_str(&head, "\r\n");
 
-    atomic_fetch_add_explicit(&b->inflight, 1, memory_order_relaxed);
+    gg_backend_inflight_add(gg_backend_index(b), 1);
     atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
     c->dispatched = 1;
     /* A 101 comes at once or not at all; other answers may wait for a large image. */

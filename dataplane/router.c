@@ -1,29 +1,45 @@
 /* Backend selection. Order of preference: backends that have the model loaded; among them the least
  * loaded by power-of-two-choices weighted by `weight`, with a random tie-break; an affine backend (session
  * hashing, so engine prefix caches are reused) wins unless it is saturated. When no backend has the model
- * loaded, one with free capacity is chosen, so a cold load lands on an idle engine. */
+ * loaded, one with free capacity is chosen, so a cold load lands on an idle engine.
+ *
+ * Everything a pick reads comes from the published view (gg_backend_view: the mmapped BPF `backends` array when the
+ * kernel assist is on, a heap array otherwise): relaxed loads of single 32-bit fields, no syscall and no lock. The
+ * per-slot generation counter is not checked: each field is whole, and a decision made on a mix of two adjacent
+ * publications is as good as one made a moment earlier or later. */
 #include "gridgate/router.h"
 
 #include <stddef.h>
 
+#define LOAD(v, field) __atomic_load_n(&(v)->field, __ATOMIC_RELAXED)
+
+static int usable(const struct gg_bpf_backend *v)
+{
+    uint32_t s = LOAD(v, state);
+    return s == GG_BACKEND_UP || s == GG_BACKEND_HALF_OPEN;
+}
+
+static uint32_t load_of(const struct gg_bpf_backend *v)
+{
+    uint32_t cap = LOAD(v, capacity);
+    uint32_t busy = LOAD(v, inflight) + LOAD(v, engine_waiting);
+    return busy * 1000 / (cap ? cap : 1) + LOAD(v, kv_permille) / 4;
+}
+
+static int has_room(const struct gg_bpf_backend *v)
+{
+    uint32_t cap = LOAD(v, capacity);
+    return cap == 0 || LOAD(v, inflight) < cap;
+}
+
 int gg_route_usable(const gg_backend_t *b)
 {
-    uint32_t s = atomic_load_explicit(&b->state, memory_order_relaxed);
-    return s == GG_BACKEND_UP || s == GG_BACKEND_HALF_OPEN;
+    return usable(&gg_backend_view[gg_backend_index(b)]);
 }
 
 uint32_t gg_route_load(const gg_backend_t *b)
 {
-    uint32_t cap = atomic_load_explicit(&b->capacity, memory_order_relaxed);
-    uint32_t busy =
-        atomic_load_explicit(&b->inflight, memory_order_relaxed) + atomic_load_explicit(&b->engine_waiting, memory_order_relaxed);
-    return busy * 1000 / (cap ? cap : 1) + atomic_load_explicit(&b->kv_permille, memory_order_relaxed) / 4;
-}
-
-static int has_room(const gg_backend_t *b)
-{
-    uint32_t cap = atomic_load_explicit(&b->capacity, memory_order_relaxed);
-    return cap == 0 || atomic_load_explicit(&b->inflight, memory_order_relaxed) < cap;
+    return load_of(&gg_backend_view[gg_backend_index(b)]);
 }
 
 uint64_t gg_route_hash(const char *s, size_t len)
@@ -44,8 +60,8 @@ static uint64_t mix(uint64_t x)
 }
 
 /* Collects candidate slots; returns how many. */
-static size_t collect(const gg_route_req_t *r, const uint64_t *mask, int need_room, int *out, uint32_t *weights,
-                      uint64_t *total_weight)
+static size_t collect(const struct gg_bpf_backend *view, const gg_route_req_t *r, const uint64_t *mask, int need_room, int *out,
+                      uint32_t *weights, uint64_t *total_weight)
 {
     size_t n = 0;
     *total_weight = 0;
@@ -54,10 +70,10 @@ static size_t collect(const gg_route_req_t *r, const uint64_t *mask, int need_ro
         while (bits) {
             int slot = (int)(w * 64 + __builtin_ctzll(bits));
             bits &= bits - 1;
-            const gg_backend_t *b = &gg_backends[slot];
-            if (!gg_route_usable(b) || (need_room && !has_room(b)))
+            const struct gg_bpf_backend *v = &view[slot];
+            if (!usable(v) || (need_room && !has_room(v)))
                 continue;
-            uint32_t wt = atomic_load_explicit(&b->weight, memory_order_relaxed);
+            uint32_t wt = LOAD(v, weight);
             weights[n] = wt ? wt : 1;
             *total_weight += weights[n];
             out[n++] = slot;
@@ -82,11 +98,12 @@ int gg_route_pick(const gg_route_req_t *r, uint64_t (*rand)(void *), void *rand_
     int cand[GG_MAX_BACKENDS];
     uint32_t weights[GG_MAX_BACKENDS];
     uint64_t total;
-    size_t n = r->loaded ? collect(r, r->loaded, 0, cand, weights, &total) : 0;
+    const struct gg_bpf_backend *view = gg_backend_view;
+    size_t n = r->loaded ? collect(view, r, r->loaded, 0, cand, weights, &total) : 0;
     if (n == 0) /* nobody has it loaded: prefer engines with room, so the cold load does not queue */
-        n = collect(r, r->served, 1, cand, weights, &total);
+        n = collect(view, r, r->served, 1, cand, weights, &total);
     if (n == 0)
-        n = collect(r, r->served, 0, cand, weights, &total);
+        n = collect(view, r, r->served, 0, cand, weights, &total);
     if (n == 0)
         return -1;
     if (n == 1)
@@ -103,7 +120,7 @@ int gg_route_pick(const gg_route_req_t *r, uint64_t (*rand)(void *), void *rand_
                 best = i;
             }
         }
-        if (has_room(&gg_backends[cand[best]]))
+        if (has_room(&view[cand[best]]))
             return cand[best];
     }
 
@@ -111,7 +128,7 @@ int gg_route_pick(const gg_route_req_t *r, uint64_t (*rand)(void *), void *rand_
     size_t b = weighted_index(weights, n, total, rand(rand_ctx));
     if (a == b)
         b = (a + 1 + rand(rand_ctx) % (n - 1)) % n;
-    uint32_t la = gg_route_load(&gg_backends[cand[a]]), lb = gg_route_load(&gg_backends[cand[b]]);
+    uint32_t la = load_of(&view[cand[a]]), lb = load_of(&view[cand[b]]);
     if (la != lb)
         return la < lb ? cand[a] : cand[b];
     return rand(rand_ctx) & 1 ? cand[a] : cand[b];

@@ -18,7 +18,9 @@
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/framing.h"
+#include "gridgate/guard.h"
 #include "gridgate/log.h"
+#include "gridgate/metrics.h"
 #include "gridgate/upstream.h"
 
 gg_server_opts_t gg_server_opts;
@@ -28,6 +30,12 @@ static gg_worker_t workers[GG_MAX_WORKERS];
 static int listen_fds[GG_MAX_WORKERS][GG_MAX_LISTEN];
 static SSL_CTX *ssl_ctx;
 static atomic_int stopping;
+/* Open client connections per worker: the sk_reuseport pick reads them, so they live in the mmapped `worker_load` map
+ * when the guard shares it (gg_server_share_conn_counts), else here. */
+_Static_assert(GG_GUARD_MAX_WORKERS == GG_MAX_WORKERS && GG_GUARD_MAX_LISTEN == GG_MAX_LISTEN, "the guard maps every listener");
+static uint64_t local_conns[GG_MAX_WORKERS];
+static uint64_t *conns = local_conns;
+static void render_conns(gg_buf_t *out);
 
 static int open_listener(const gg_listen_addr_t *a, uint16_t *bound_port)
 {
@@ -103,6 +111,9 @@ int gg_server_init(gg_server_opts_t *o, int (*on_req)(h2o_handler_t *, h2o_req_t
     if (o->tls_cert && o->tls_key && setup_tls(o) != 0)
         return -EINVAL;
 
+    static int collector;
+    if (!collector++)
+        gg_metrics_add_collector(render_conns);
     /* Bind every address for every worker now, so a port of 0 is resolved once and shared. */
     for (size_t i = 0; i < o->num_listen; i++) {
         for (unsigned t = 0; t < o->threads; t++) {
@@ -121,6 +132,11 @@ int gg_server_init(gg_server_opts_t *o, int (*on_req)(h2o_handler_t *, h2o_req_t
     return 0;
 }
 
+static void on_conn_close(void *data)
+{
+    __atomic_fetch_sub(&conns[(uintptr_t)data], 1, __ATOMIC_RELAXED);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     gg_worker_t *w = listener->data;
@@ -131,8 +147,39 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             return;
+        __atomic_fetch_add(&conns[w->id], 1, __ATOMIC_RELAXED);
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = (void *)(uintptr_t)w->id;
         h2o_accept(&w->accept_ctx, sock);
     }
+}
+
+static void render_conns(gg_buf_t *out)
+{
+    gg_buf_appendf(out, "# HELP gridgate_worker_connections Client connections each worker thread holds open.\n"
+                        "# TYPE gridgate_worker_connections gauge\n");
+    for (unsigned t = 0; t < gg_server_opts.threads; t++)
+        gg_buf_appendf(out, "gridgate_worker_connections{worker=\"%u\"} %llu\n", t,
+                       (unsigned long long)__atomic_load_n(&conns[t], __ATOMIC_RELAXED));
+}
+
+void gg_server_listeners(gg_guard_listeners_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->workers = gg_server_opts.threads;
+    out->groups = gg_server_opts.num_listen;
+    for (size_t i = 0; i < gg_server_opts.num_listen; i++) {
+        out->port[i] = gg_server_opts.listen[i].port;
+        for (unsigned t = 0; t < gg_server_opts.threads; t++)
+            out->fd[i][t] = listen_fds[t][i];
+    }
+}
+
+void gg_server_share_conn_counts(uint64_t *shared)
+{
+    for (unsigned t = 0; t < GG_MAX_WORKERS; t++)
+        shared[t] = local_conns[t];
+    conns = shared;
 }
 
 gg_upstream_pool_t *gg_worker_pool(gg_worker_t *w, int slot)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "gridgate/guard.h"
 #include "gridgate/metrics.h"
 #include "gridgate/respond.h"
 
@@ -394,6 +395,11 @@ gg_tenant_t *gg_tenant_identify(h2o_req_t *req)
 
 void gg_tenant_respond_unauthorized(h2o_req_t *req, enum gg_dialect d)
 {
+    /* Repeated failures from one source end in an XDP deny (a no-op unless the guard is attached). */
+    struct sockaddr_storage ss;
+    if (gg_guard_loaded() && req->conn->callbacks->get_peername != NULL &&
+        req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) != 0)
+        gg_guard_auth_failed((struct sockaddr *)&ss);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
     if (d == GG_DIALECT_OPENAI)
         gg_respond_error(req, d, 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
@@ -518,6 +524,15 @@ void gg_tenant_record(const gg_tenant_t *t, int status, enum gg_reject rj, uint6
                              *const n_td[] = {"tenant", "direction"};
     if (m_requests == NULL || t == NULL)
         return;
+    gg_tenant_t *c = (gg_tenant_t *)t; /* its counters are the only part a record changes */
+    atomic_fetch_add_explicit(&c->n_requests, 1, memory_order_relaxed);
+    if (rj != GG_REJECT_NONE) {
+        atomic_fetch_add_explicit(&c->n_rejected[rj], 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&c->n_admitted, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->n_tokens_in, tin > 0 ? (uint64_t)tin : 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->n_tokens_out, tout > 0 ? (uint64_t)tout : 0, memory_order_relaxed);
+    }
     const char *outcome = rj != GG_REJECT_NONE ? "rejected" : status == 499 ? "cancelled" : status < 400 ? "ok" : "error";
     const char *v_t[] = {t->name}, *v_to[] = {t->name, outcome};
     gg_series_add(gg_metric_series_of(m_requests, n_to, v_to, 2), 1);
@@ -532,6 +547,26 @@ void gg_tenant_record(const gg_tenant_t *t, int status, enum gg_reject rj, uint6
     const char *v_in[] = {t->name, "in"}, *v_out[] = {t->name, "out"};
     gg_series_add(gg_metric_series_of(m_tokens, n_td, v_in, 2), tin > 0 ? (uint64_t)tin : 0);
     gg_series_add(gg_metric_series_of(m_tokens, n_td, v_out, 2), tout > 0 ? (uint64_t)tout : 0);
+}
+
+_Static_assert(GG_REJECT_COUNT <= sizeof(((gg_tenant_t *)0)->n_rejected) / sizeof(uint64_t), "a counter per reject reason");
+
+void gg_tenant_counts(gg_tenant_t *t, gg_tenant_counts_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->requests = atomic_load_explicit(&t->n_requests, memory_order_relaxed);
+    out->admitted = atomic_load_explicit(&t->n_admitted, memory_order_relaxed);
+    for (int r = 0; r < GG_REJECT_COUNT; r++)
+        out->rejected[r] = atomic_load_explicit(&t->n_rejected[r], memory_order_relaxed);
+    out->tokens_in = atomic_load_explicit(&t->n_tokens_in, memory_order_relaxed);
+    out->tokens_out = atomic_load_explicit(&t->n_tokens_out, memory_order_relaxed);
+    pthread_mutex_lock(&t->rl.mu);
+    out->request_limited = t->rl.req.rate_per_us > 0;
+    out->token_limited = t->rl.tok.rate_per_us > 0;
+    pthread_mutex_unlock(&t->rl.mu);
+    uint64_t now = mono_us();
+    out->request_level = out->request_limited ? gg_ratelimit_level(&t->rl, 0, now) : 0;
+    out->token_level = out->token_limited ? gg_ratelimit_level(&t->rl, 1, now) : 0;
 }
 
 uint32_t gg_tenant_cost(const gg_reqinfo_t *ri)

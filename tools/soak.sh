@@ -4,7 +4,8 @@
 # injected every 20 s. Samples gridgate's RSS and open fds every 5 s and fails when either grows past the
 # first minute's level (RSS: max +25% and +8 MB; fds: the last minute's floor above the first minute's
 # peak +8), when gridgate dies, when a request hangs past the client timeout, or when gridgate logs an
-# error-level line that is not about the injected faults.
+# error-level line that is not about the injected faults. Every gridgate timeout, the admission queue's
+# included, is shorter than the client's 20 s, so a client timeout means gridgate failed to answer.
 # usage: tools/soak.sh MINUTES   (GG_BUILD=dir picks the binaries; default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ cat >"$dir/gridgate.json" <<EOF
  "tenants": [{"name": "a", "keys": ["soak-key-a"]}, {"name": "b", "keys": ["soak-key-b"]}, {"name": "c", "keys": ["soak-key-c"]}],
  "health": {"interval_ms": 500, "cooldown_ms": 500},
  "timeouts": {"connect_ms": 1000, "first_byte_ms": 2000, "idle_ms": 2000},
+ "routing": {"queue_ms": 10000},
  "access_log": "$dir/access.log"}
 EOF
 "$B/gridgate" --listen 127.0.0.1:0 --bpf off --threads 2 --config "$dir/gridgate.json" >"$dir/gridgate.log" 2>&1 & gg=$!; pids+=($gg)

@@ -61,4 +61,10 @@ int gg_admin_parse_tenant_update(const char *body, size_t len, gg_admin_limits_t
  * key, and a "sha256:" key needs 64 hex digits; removing takes any string.
  */
 int gg_admin_parse_tenant_key(const char *body, size_t len, int adding, char *out, size_t outlen, gg_body_err_t *err);
+/**
+ * POST /admin/v1/guard/{deny,allow,remove} {prefix, seconds?}: copies the prefix string (ADDR or ADDR/LEN; the guard
+ * parses it) into prefix (prefixlen bytes). With_seconds (deny) also takes seconds 0..31536000 (0: until removed).
+ */
+int gg_admin_parse_guard(const char *body, size_t len, int with_seconds, char *prefix, size_t prefixlen, uint32_t *seconds,
+                         gg_body_err_t *err);
 #endif

@@ -7,6 +7,11 @@
  * A removed slot is not reused while its inflight is non-zero nor within GG_BACKEND_REUSE_MS of its removal,
  * so a request that still holds a pointer to it never sees another backend's identity.
  *
+ * What the router reads is the published view: one struct gg_bpf_backend per slot, the BPF_F_MMAPABLE `backends`
+ * map when the kernel assist is on and a plain array otherwise (one code path either way). Control copies the
+ * published fields into it (gg_backends_publish) under a per-slot generation counter; the data plane's in-flight
+ * count lives only there (atomic inc/dec through the mmap, so bpftool shows it live) and control never writes it.
+ *
  * The model table is an immutable snapshot swapped atomically. Readers take gg_models_current() for one
  * routing decision and must not keep it longer: a replaced snapshot is freed GG_MODELS_GRACE_MS (5 s) after
  * it was replaced (grace period, no reader-side cost). */
@@ -17,6 +22,8 @@
 #include <stdint.h>
 
 #include <jansson.h>
+
+#include "gridgate/bpf_abi.h"
 
 #define GG_MAX_BACKENDS 256
 #define GG_MODELS_GRACE_MS 5000
@@ -56,8 +63,7 @@ typedef struct gg_backend {
     _Atomic uint32_t engine_running, engine_waiting, kv_permille, ttft_ewma_us, tokens_per_s, consecutive_failures;
     _Atomic uint32_t max_inflight; /* configured (0 = derive capacity) */
     _Atomic uint32_t generation;   /* bumped on every change of the slot */
-    /* counted by the data plane (control never writes these while the slot is live) */
-    _Atomic uint32_t inflight; /* inc at dispatch, dec at end */
+    /* counted by the data plane (control never writes these while the slot is live); in-flight is in the view */
     _Atomic uint64_t requests, failures /* passive: connect error, timeout, 5xx not the model's fault */;
     _Atomic uint64_t successes;             /* completed without a backend fault (see report_success) */
     _Atomic uint64_t ttft_sum_us, ttft_obs; /* gg_backend_observe: control turns them into ttft_ewma_us */
@@ -93,6 +99,28 @@ static inline int gg_backend_index(const gg_backend_t *b)
 }
 /** Frees every slot and snapshot (tests, shutdown). Not safe while other threads use the registry. */
 void gg_backends_reset(void);
+
+/* --- the published view --------------------------------------------------------------------- */
+/** GG_MAX_BACKENDS slots, read lock-free by the router (relaxed loads of single fields). */
+extern struct gg_bpf_backend *gg_backend_view;
+/** Requests gridgate has in flight on slot i (the data plane's counter, in the view). */
+static inline uint32_t gg_backend_inflight(int slot)
+{
+    return __atomic_load_n(&gg_backend_view[slot].inflight, __ATOMIC_RELAXED);
+}
+/** Data plane: +1 at dispatch, -1 at the end of a request on slot i. */
+static inline void gg_backend_inflight_add(int slot, int delta)
+{
+    __atomic_fetch_add(&gg_backend_view[slot].inflight, (uint32_t)delta, __ATOMIC_RELAXED);
+}
+/** Control: copies slot i's published fields into the view (no-op when unchanged; the slot's seq moves by 2 on a
+ * change). gg_backend_add/remove/set_state publish their slot themselves. */
+void gg_backends_publish(int slot);
+/** Control: publishes every slot (the health thread calls it every round, through gg_bpf_sync). */
+void gg_backends_publish_all(void);
+/** Moves the view into `mem` (the mmapped `backends` map), or back into the process heap when mem is NULL, carrying
+ * the in-flight counts over and republishing every slot. Only while no data-plane thread runs (start-up, shutdown). */
+void gg_backend_view_move(struct gg_bpf_backend *mem);
 
 /** Data plane: passive ejection signal (connect error, timeout, 5xx that is not the model's fault).
  * Wakes the health thread so the state flips to DOWN within milliseconds. */

@@ -10,7 +10,7 @@
 #include <linux/types.h>
 #endif
 
-#define GG_BPF_ABI_VERSION 2
+#define GG_BPF_ABI_VERSION 3
 
 #define GG_BPF_MAX_BACKENDS 256 /* == GG_MAX_BACKENDS; the slot index is the key */
 #define GG_BPF_MAX_MODELS 1024
@@ -63,18 +63,30 @@ struct gg_bpf_model {
     __u32 n_loaded;
 };
 
-/* tenants (HASH): tenant name -> fairness state. Written by control from the fairness module's tallies. */
+/* tenants (HASH): tenant name -> fairness state and counters since start. Written by control from the data plane's
+ * lock-free counters every health round and on a tenant add or update, never per request. */
 struct gg_bpf_tenant_key {
     char name[GG_BPF_NAME_MAX];
 };
+enum gg_bpf_tenant_limit {
+    GG_BPF_TENANT_REQUEST_LIMIT = 1, /* the request bucket is on (requests_per_s) */
+    GG_BPF_TENANT_TOKEN_LIMIT = 2,   /* the token bucket is on (tokens_per_min) */
+};
 struct gg_bpf_tenant {
-    __u64 request_tokens_milli; /* request bucket level, thousandths of a request */
-    __u64 token_tokens_milli;   /* tokens-per-minute bucket level, thousandths of a token */
-    __u32 inflight;
-    __u32 pad;
-    __u64 requests;
-    __u64 rejected;
-    __u64 tokens_in;
+    __s64 request_bucket_milli; /* what the request bucket holds, thousandths of a request */
+    __s64 token_bucket_milli;   /* what the token bucket holds, thousandths of a token (below 0 after a correction) */
+    __u32 limits;               /* enum gg_bpf_tenant_limit bits; a bucket that is off holds 0 */
+    __u32 weight;
+    __u32 inflight; /* holding a backend slot now */
+    __u32 queued;   /* waiting for admission now */
+    __u64 requests; /* finished, any outcome */
+    __u64 admitted;
+    __u64 rejected_rate;  /* 429: request bucket empty */
+    __u64 rejected_quota; /* 429: token bucket cannot pay */
+    __u64 rejected_queue_full;
+    __u64 rejected_over_share;
+    __u64 rejected_overloaded; /* 503 */
+    __u64 tokens_in;           /* prompt tokens of admitted requests (what the token bucket was charged, with tokens_out) */
     __u64 tokens_out;
 };
 
@@ -131,7 +143,7 @@ _Static_assert(sizeof(struct gg_bpf_meta) == 16, "meta ABI");
 _Static_assert(sizeof(struct gg_bpf_backend) == 120, "backend ABI");
 _Static_assert(sizeof(struct gg_bpf_backend) % 8 == 0, "mmapped array values must be 8-byte multiples");
 _Static_assert(sizeof(struct gg_bpf_model) == 72, "model ABI");
-_Static_assert(sizeof(struct gg_bpf_tenant) == 56, "tenant ABI");
+_Static_assert(sizeof(struct gg_bpf_tenant) == 104, "tenant ABI");
 _Static_assert(sizeof(struct gg_bpf_flow) == 120, "flow ABI");
 _Static_assert(sizeof(struct gg_bpf_end) == 8, "end ABI");
 _Static_assert(sizeof(struct gg_bpf_flow) % 8 == 0, "mmapped array values must be 8-byte multiples");

@@ -20,6 +20,7 @@ typedef struct gg_cap_params {
     uint32_t min_cap, max_cap;     /* bounds (0 -> 1 and GG_CAP_LEVELS) */
     uint32_t min_obs;              /* TTFT observations a window needs for a verdict (0 -> 3) */
     uint32_t rise_permille;        /* TTFT this far above the baseline is a rise (0 -> 2000, i.e. 2x) */
+    uint32_t min_rise_us;          /* ...and at least this much higher (0 -> 25 ms): below it is host noise */
     uint32_t confirm;              /* bad windows in a row before a decrease (0 -> 2) */
     uint32_t grow_after;           /* good binding windows in a row before an increase (0 -> 3) */
     uint32_t hold_ms, max_hold_ms; /* ceiling hold after a decrease, doubled per failed re-probe (0 -> 10 s, 160 s) */

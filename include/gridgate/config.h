@@ -40,6 +40,7 @@ typedef struct gg_config_alias {
 } gg_config_alias_t;
 
 enum gg_bpf_mode { GG_BPF_AUTO, GG_BPF_ON, GG_BPF_OFF };
+#define GG_GUARD_MAX_IFACES 8 /* bpf.xdp.interfaces */
 
 typedef struct gg_config {
     char **listen; /* "HOST:PORT" */
@@ -86,6 +87,15 @@ typedef struct gg_config {
     struct {
         int mode; /* enum gg_bpf_mode */
         char *pin_path;
+        struct {
+            char **interfaces; /* XDP guard attached here (none: not attached) */
+            size_t n_interfaces;
+            double syn_rate;    /* SYNs per second per source (0: no bucket) */
+            uint32_t syn_burst; /* SYNs a source may send at once */
+            /* auth_fail_limit failures within auth_fail_window_s: denied for deny_seconds (limit 0: off) */
+            uint32_t auth_fail_limit, auth_fail_window_s, deny_seconds;
+        } xdp;
+        int reuseport; /* least-loaded worker pick for new connections */
     } bpf;
     struct {
         char *token; /* NULL = registration disabled */

@@ -59,6 +59,11 @@ unsigned gg_server_inflight(void);
  * another backend. NULL when the backend's host name does not resolve.
  */
 struct gg_upstream_pool *gg_worker_pool(gg_worker_t *w, int slot);
+struct gg_guard_listeners;
+/** Describes the listeners (after gg_server_init) for the ingress guard's reuseport pick. */
+void gg_server_listeners(struct gg_guard_listeners *out);
+/** Before gg_server_run: count open connections per worker in shared[GG_MAX_WORKERS] (atomic adds) from now on. */
+void gg_server_share_conn_counts(uint64_t *shared);
 /** Per-worker random 64-bit number (xorshift64*). */
 uint64_t gg_worker_rand(gg_worker_t *w);
 

@@ -31,6 +31,8 @@ typedef struct gg_tenant {
     gg_ratelimit_t rl;
     _Atomic uint32_t inflight; /* holding a backend slot, over all backends */
     _Atomic uint32_t queued;   /* waiting for admission, over all backends */
+    /* counted by gg_tenant_record, once per finished request (the `tenants` BPF map publishes them) */
+    _Atomic uint64_t n_requests, n_admitted, n_rejected[8] /* by enum gg_reject */, n_tokens_in, n_tokens_out;
 } gg_tenant_t;
 
 /** Builds the table from cfg->tenants (plus "default" when the config has none of that name).
@@ -84,6 +86,13 @@ void gg_tenant_metrics_init(void);
  * (0: none), tokens in and out. */
 void gg_tenant_record(const gg_tenant_t *t, int status, enum gg_reject rj, uint64_t queue_wait_us, uint64_t ttft_us, long tin,
                       long tout);
+/** A tenant's counters and bucket levels at one moment (control publishes them into the `tenants` map). */
+typedef struct gg_tenant_counts {
+    uint64_t requests, admitted, rejected[GG_REJECT_COUNT], tokens_in, tokens_out;
+    double request_level, token_level; /* what each bucket holds now; 0 when it is off */
+    int request_limited, token_limited;
+} gg_tenant_counts_t;
+void gg_tenant_counts(gg_tenant_t *t, gg_tenant_counts_t *out);
 /** Estimated tokens a request costs at admission: prompt estimate + max_tokens (or the default). */
 uint32_t gg_tenant_cost(const gg_reqinfo_t *ri);
 

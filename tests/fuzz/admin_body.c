@@ -1,6 +1,6 @@
 /* libFuzzer target for control/admin_body.c: every input goes through each admin API body parser (backend add,
- * backend weight, tenant add, tenant update, tenant key add and remove), the same functions the admin handlers
- * call. Checks: a failure names a field and says why; a success holds only values the handlers may apply. */
+ * backend weight, tenant add, tenant update, tenant key add and remove, guard deny/allow/remove), the same functions the admin
+ * handlers call. Checks: a failure names a field and says why; a success holds only values the handlers may apply. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -74,6 +74,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(&e, 0, sizeof(e));
         if ((rc = gg_admin_parse_tenant_key(body, size, adding, key, sizeof(key), &e)) == 0) {
             if (strlen(key) >= sizeof(key) || (adding && key[0] == '\0'))
+                abort();
+        } else
+            failed(rc, &e);
+    }
+
+    char prefix[128];
+    uint32_t secs;
+    for (int deny = 0; deny < 2; deny++) {
+        memset(&e, 0, sizeof(e));
+        if ((rc = gg_admin_parse_guard(body, size, deny, prefix, sizeof(prefix), &secs, &e)) == 0) {
+            if (strlen(prefix) >= sizeof(prefix) || secs > 31536000 || (!deny && secs != 0))
                 abort();
         } else
             failed(rc, &e);

@@ -117,4 +117,23 @@ static void test_tenant_key(void)
     CHECK_EQ_INT(gg_admin_parse_tenant_key(S("{\"key\":\"a\\u0000b\"}"), 1, k, sizeof(k), &e), -EINVAL);
 }
 
-TEST_MAIN(test_backend_add, test_weight, test_tenant_add, test_tenant_update, test_tenant_key)
+static void test_guard(void)
+{
+    char p[32];
+    uint32_t secs = 7;
+    CHECK_EQ_INT(gg_admin_parse_guard(S("{\"prefix\":\"10.0.0.0/24\",\"seconds\":60}"), 1, p, sizeof(p), &secs, &e), 0);
+    CHECK_EQ_STR(p, "10.0.0.0/24");
+    CHECK_EQ_INT(secs, 60);
+    /* allow and remove take no seconds: the field is not read. */
+    CHECK_EQ_INT(gg_admin_parse_guard(S("{\"prefix\":\"::1\",\"seconds\":\"x\"}"), 0, p, sizeof(p), &secs, &e), 0);
+    CHECK_EQ_INT(secs, 0);
+    CHECK_EQ_INT(gg_admin_parse_guard(S("{\"prefix\":\"10.0.0.1\",\"seconds\":-1}"), 1, p, sizeof(p), &secs, &e), -EINVAL);
+    CHECK_EQ_STR(e.field, "seconds");
+    CHECK_EQ_INT(gg_admin_parse_guard(S("{\"seconds\":5}"), 1, p, sizeof(p), &secs, &e), -EINVAL);
+    CHECK_EQ_STR(e.msg, "prefix: required, a string ADDR or ADDR/LEN");
+    CHECK_EQ_INT(gg_admin_parse_guard(S("{\"prefix\":\"0123456789012345678901234567890123\"}"), 0, p, sizeof(p), &secs, &e),
+                 -EINVAL);
+    CHECK_EQ_STR(e.msg, "prefix: at most 31 bytes");
+}
+
+TEST_MAIN(test_guard, test_backend_add, test_weight, test_tenant_add, test_tenant_update, test_tenant_key)

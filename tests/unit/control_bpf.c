@@ -517,7 +517,10 @@ static void test_pinned_reuse_and_abi(void)
 
 static void cleanup_pins(void)
 {
-    static const char *names[] = {"meta", "backends", "models", "tenants", "flows", "stats"};
+    static const char *names[] = {"meta", "backends", "models", "tenants", "flows", "stats",
+                                  /* control/guard.c's, loaded beside them */
+                                  "guard_deny", "guard_allow", "guard_bucket", "guard_cfg", "guard_ports", "guard_stats",
+                                  "worker_load"};
     char p[256];
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", pin, names[i]);

@@ -79,6 +79,22 @@ static void test_ttft_rise_without_engine_metrics(void)
     CHECK_EQ_INT(s.ceiling, 6);
 }
 
+static void test_small_ttft_noise_is_not_a_rise(void)
+{
+    /* found by the 30-minute soak: a 1 ms TTFT that triples on a busy host pulled a 32-seq engine's cap to 1 */
+    gg_cap_state_t s;
+    gg_cap_init(&s, &P, 8);
+    gg_cap_sample_t x = {.inflight = 2, .ttft_sum_us = 3 * 1000, .ttft_obs = 3};
+    gg_cap_step(&s, &P, &x, 0);
+    x.inflight = 8;
+    x.ttft_sum_us = 3 * 4000; /* 4x, but only 3 ms more: flat and binding, so it may only grow */
+    for (int i = 1; i <= 10; i++)
+        CHECK(gg_cap_step(&s, &P, &x, (uint64_t)i * 100) >= 8);
+    x.ttft_sum_us = 3 * 40000; /* 40x and 39 ms more: a rise */
+    gg_cap_step(&s, &P, &x, 1100);
+    CHECK_EQ_INT(gg_cap_step(&s, &P, &x, 1200), 7);
+}
+
 static void test_thin_windows_accumulate(void)
 {
     gg_cap_state_t s;
@@ -187,5 +203,6 @@ static void test_light_load_keeps_cap(void)
 }
 
 TEST_MAIN(test_init_and_bounds, test_queue_pulls_cap_to_running, test_ttft_rise_without_engine_metrics,
+          test_small_ttft_noise_is_not_a_rise,
           test_thin_windows_accumulate, test_grows_while_flat_and_binding, test_settles_at_engine_seqs_under_noise,
           test_ceiling_hold_and_backoff, test_light_load_keeps_cap)

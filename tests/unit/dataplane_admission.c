@@ -34,7 +34,7 @@ static void setup(const char *tenants_json, enum gg_engine_kind kind, uint32_t c
     CHECK_EQ_INT(gg_backend_add("b", "http://127.0.0.1:1", kind, 1, cap), 0);
     atomic_store(&gg_backends[0].kind, kind);
     atomic_store(&gg_backends[0].capacity, cap);
-    atomic_store(&gg_backends[0].inflight, 0);
+    __atomic_store_n(&gg_backend_view[0].inflight, 0, __ATOMIC_RELAXED);
     norder = 0;
     order[0] = '\0';
 }
@@ -173,7 +173,7 @@ static void test_cancel(void)
     CHECK_EQ_INT(atomic_load(&gg_tenant_find("b")->queued), 1);
     release_n("a", 1);
     CHECK_EQ_STR(order, "B");
-    CHECK_EQ_INT(atomic_load(&gg_backends[0].inflight), 1);
+    CHECK_EQ_INT(gg_backend_inflight(0), 1);
 }
 
 static void test_burst_for_under_share(void)
@@ -186,7 +186,7 @@ static void test_burst_for_under_share(void)
     CHECK_EQ_INT(submit("flood", "F", 80, NULL, NULL), 1);
     CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 0);
     CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 0);
-    CHECK_EQ_INT(atomic_load(&gg_backends[0].inflight), 6);
+    CHECK_EQ_INT(gg_backend_inflight(0), 6);
     CHECK_EQ_INT(submit("quiet", "Q", 80, NULL, NULL), 1); /* only two burst slots */
     release_n("quiet", 1);                                 /* the burst slot goes to quiet again, not to the flooder */
     CHECK_EQ_STR(order, "Q");

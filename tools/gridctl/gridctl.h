@@ -64,4 +64,5 @@ int do_map(int argc, char **argv);
 int do_health(int argc, char **argv);
 int do_config(int argc, char **argv);
 int do_agent(int argc, char **argv);
+int do_guard(int argc, char **argv);
 #endif

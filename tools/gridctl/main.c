@@ -184,7 +184,7 @@ static int do_help(int argc, char **argv)
     fprintf(argc >= 0 ? stdout : stderr,
             "Usage: gridctl [OPTIONS] OBJECT { COMMAND | help }\n"
             "       gridctl agent --engine URL --gateway URL --token T [--name N] [--kind K]\n"
-            "       OBJECT := { backend | model | tenant | stats | top | map | health | config | agent }\n"
+            "       OBJECT := { backend | model | tenant | stats | top | map | health | config | agent | guard }\n"
             "       OPTIONS := { -j|--json | -p|--pretty | --admin HOST:PORT|unix:PATH | --token TOKEN | -V|--version }\n"
             "\n"
             "Objects and commands may be abbreviated to any unique prefix (gridctl b l = gridctl backend list).\n"
@@ -197,8 +197,8 @@ static int do_help(int argc, char **argv)
 }
 
 static const struct cmd top_cmds[] = {
-    {"backend", do_backend}, {"model", do_model},   {"tenant", do_tenant}, {"stats", do_stats}, {"top", do_top}, {"map", do_map},
-    {"health", do_health},   {"config", do_config}, {"agent", do_agent},   {"help", do_help},   {NULL, NULL},
+    {"backend", do_backend}, {"model", do_model},   {"tenant", do_tenant}, {"stats", do_stats}, {"top", do_top},   {"map", do_map},
+    {"health", do_health},   {"config", do_config}, {"agent", do_agent},   {"guard", do_guard}, {"help", do_help}, {NULL, NULL},
 };
 
 int main(int argc, char **argv)

@@ -1,6 +1,9 @@
-/* gridctl map: the pinned BPF maps gridgate publishes (/sys/fs/bpf/gridgate by default), listed and dumped
- * with libbpf: keys and values as hex bytes, as bpftool prints maps without BTF. */
+/* gridctl map: the pinned BPF maps gridgate publishes (/sys/fs/bpf/gridgate by default), listed and dumped with
+ * libbpf. Keys and values are decoded with the map's BTF, as bpftool does: integers, char arrays as strings, other
+ * arrays, nested structs and unions by member name; a map without BTF is dumped as hex bytes. */
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -139,6 +142,170 @@ static void print_hex(const char *label, const unsigned char *p, size_t n)
     putchar('\n');
 }
 
+/* --- BTF decoding ---------------------------------------------------------------------------- */
+
+#define BTF_MAX_DEPTH 16
+
+static const struct btf_type *resolve(const struct btf *btf, __u32 *id)
+{
+    const struct btf_type *t = btf__type_by_id(btf, *id);
+    for (int hops = 0; t != NULL && hops < 32; hops++) {
+        __u16 k = btf_kind(t);
+        if (k != BTF_KIND_TYPEDEF && k != BTF_KIND_VOLATILE && k != BTF_KIND_CONST && k != BTF_KIND_RESTRICT &&
+            k != BTF_KIND_TYPE_TAG)
+            return t;
+        *id = t->type;
+        t = btf__type_by_id(btf, *id);
+    }
+    return NULL;
+}
+
+/* An integer of `bits` bits at bit offset `off` into p (little-endian, as the kernel stores them here). */
+static json_t *int_at(const unsigned char *p, size_t size, __u32 off, __u32 bits, int is_signed)
+{
+    if (bits == 0 || bits > 64 || (off + bits + 7) / 8 > size)
+        return json_null();
+    unsigned __int128 raw = 0;
+    size_t first = off / 8, last = (off + bits - 1) / 8;
+    for (size_t i = last + 1; i-- > first;)
+        raw = raw << 8 | p[i];
+    raw >>= off % 8;
+    uint64_t v = bits == 64 ? (uint64_t)raw : (uint64_t)raw & ((1ull << bits) - 1);
+    if (is_signed && bits < 64 && (v >> (bits - 1)) & 1)
+        v |= ~0ull << bits;
+    if (is_signed)
+        return json_integer((json_int_t)v);
+    /* JSON integers here are signed 64-bit: larger unsigned values are printed as strings, exactly */
+    if (v > (uint64_t)INT64_MAX) {
+        char b[24];
+        snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
+        return json_string(b);
+    }
+    return json_integer((json_int_t)v);
+}
+
+static int is_char(const struct btf *btf, __u32 id)
+{
+    const struct btf_type *t = resolve(btf, &id);
+    if (t == NULL || !btf_is_int(t) || t->size != 1)
+        return 0;
+    const char *n = btf__name_by_offset(btf, t->name_off);
+    return (btf_int_encoding(t) & BTF_INT_CHAR) || (n != NULL && strcmp(n, "char") == 0);
+}
+
+static json_t *decode(const struct btf *btf, __u32 id, const unsigned char *p, size_t size, int depth);
+
+static void decode_members(const struct btf *btf, const struct btf_type *t, const unsigned char *p, size_t size, int depth,
+                           json_t *obj)
+{
+    const struct btf_member *m = btf_members(t);
+    for (__u16 i = 0; i < btf_vlen(t); i++, m++) {
+        __u32 off = btf_member_bit_offset(t, i), bits = btf_member_bitfield_size(t, i);
+        const char *name = btf__name_by_offset(btf, m->name_off);
+        __u32 mid = m->type;
+        const struct btf_type *mt = resolve(btf, &mid);
+        if (mt == NULL)
+            continue;
+        json_t *v;
+        if (bits != 0) { /* bitfield: only integers and enums can be one */
+            v = int_at(p, size, off, bits, btf_is_int(mt) && (btf_int_encoding(mt) & BTF_INT_SIGNED));
+        } else {
+            if (off % 8 != 0 || off / 8 > size)
+                continue;
+            v = decode(btf, m->type, p + off / 8, size - off / 8, depth + 1);
+        }
+        if (name == NULL || name[0] == '\0') {
+            /* an anonymous struct or union: its members read as the parent's, as in C */
+            if (json_is_object(v))
+                json_object_update(obj, v);
+            json_decref(v);
+        } else {
+            json_object_set_new(obj, name, v);
+        }
+    }
+}
+
+static json_t *decode(const struct btf *btf, __u32 id, const unsigned char *p, size_t size, int depth)
+{
+    const struct btf_type *t = resolve(btf, &id);
+    if (t == NULL || depth > BTF_MAX_DEPTH)
+        return json_null();
+    __s64 tsz = btf__resolve_size(btf, id);
+    if (tsz < 0 || (size_t)tsz > size)
+        return json_null();
+    switch (btf_kind(t)) {
+    case BTF_KIND_INT:
+        if (btf_int_encoding(t) & BTF_INT_BOOL)
+            return json_boolean(p[0] != 0);
+        return int_at(p, size, btf_int_offset(t), btf_int_bits(t), btf_int_encoding(t) & BTF_INT_SIGNED);
+    case BTF_KIND_ENUM:
+        return int_at(p, size, 0, t->size * 8, btf_kflag(t));
+    case BTF_KIND_PTR:
+        return int_at(p, size, 0, (__u32)tsz * 8, 0);
+    case BTF_KIND_ARRAY: {
+        const struct btf_array *a = btf_array(t);
+        if (is_char(btf, a->type)) {
+            size_t n = strnlen((const char *)p, a->nelems);
+            json_t *str = json_stringn((const char *)p, n); /* NULL when not UTF-8: then the bytes as numbers */
+            if (str != NULL)
+                return str;
+        }
+        __s64 esz = btf__resolve_size(btf, a->type);
+        json_t *arr = json_array();
+        for (__u32 i = 0; esz > 0 && i < a->nelems; i++)
+            json_array_append_new(arr, decode(btf, a->type, p + i * esz, size - i * esz, depth + 1));
+        return arr;
+    }
+    case BTF_KIND_STRUCT:
+    case BTF_KIND_UNION: {
+        json_t *obj = json_object();
+        decode_members(btf, t, p, (size_t)tsz, depth, obj);
+        return obj;
+    }
+    default:
+        return hex_bytes(p, (size_t)tsz);
+    }
+}
+
+/* Text form of a decoded value: scalars and arrays of scalars on one line, structs as indented "name: value" lines. */
+static void print_value(const char *label, json_t *v, int indent)
+{
+    if (json_is_object(v)) {
+        printf("%*s%s:\n", indent, "", label);
+        const char *k;
+        json_t *m;
+        json_object_foreach(v, k, m) print_value(k, m, indent + 4);
+        return;
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        int flat = 1;
+        json_array_foreach(v, i, e) flat &= !json_is_object(e) && !json_is_array(e);
+        if (!flat) {
+            printf("%*s%s:\n", indent, "", label);
+            json_array_foreach(v, i, e)
+            {
+                char idx[24];
+                snprintf(idx, sizeof(idx), "[%zu]", i);
+                print_value(idx, e, indent + 4);
+            }
+            return;
+        }
+    }
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    printf("%*s%s: %s\n", indent, "", label, s ? s : "null");
+    free(s);
+}
+
+static void print_entry(json_t *e)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(e, k, v) print_value(k, v, 0);
+    putchar('\n');
+}
+
 static int dump(int argc, char **argv)
 {
     const char *dir = pin_dir(&argc, argv);
@@ -154,10 +321,23 @@ static int dump(int argc, char **argv)
         close(fd);
         return fail(EXIT_FAIL, "map %s is a %s: its values cannot be read from userspace", argv[0], type_name(info.type));
     }
+    /* With BTF (the map carries the ids of its key and value types) fields are named; without, hex as bpftool. */
+    struct btf *btf = NULL;
+    if (info.btf_id != 0 && info.btf_value_type_id != 0) {
+        btf = btf__load_from_kernel_by_id(info.btf_id);
+        if (btf == NULL || btf__type_by_id(btf, info.btf_value_type_id) == NULL ||
+            (info.btf_key_type_id != 0 && btf__type_by_id(btf, info.btf_key_type_id) == NULL)) {
+            btf__free(btf);
+            btf = NULL;
+        }
+    }
     /* Per-CPU maps hand back one value per possible CPU, each rounded up to 8 bytes. */
     int percpu = info.type == BPF_MAP_TYPE_PERCPU_ARRAY || info.type == BPF_MAP_TYPE_PERCPU_HASH;
-    long ncpu = percpu ? sysconf(_SC_NPROCESSORS_CONF) : 1;
-    size_t vsz = percpu ? ((info.value_size + 7) & ~7u) * (size_t)ncpu : info.value_size;
+    int ncpu = percpu ? libbpf_num_possible_cpus() : 1;
+    if (ncpu < 1)
+        ncpu = 1;
+    size_t stride = percpu ? ((info.value_size + 7) & ~7u) : info.value_size;
+    size_t vsz = stride * (size_t)ncpu;
     unsigned char *key = calloc(1, info.key_size ? info.key_size : 1), *next = calloc(1, info.key_size ? info.key_size : 1);
     unsigned char *val = calloc(1, vsz ? vsz : 1);
     json_t *out = json_array();
@@ -168,11 +348,31 @@ static int dump(int argc, char **argv)
         if (bpf_map_lookup_elem(fd, key, val) != 0)
             continue;
         n++;
-        if (opts.json)
-            json_array_append_new(out, json_pack("{s:o, s:o}", "key", hex_bytes(key, info.key_size), "value", hex_bytes(val, vsz)));
-        else {
+        json_t *e;
+        if (btf == NULL) {
+            e = json_pack("{s:o, s:o}", "key", hex_bytes(key, info.key_size), "value", hex_bytes(val, vsz));
+        } else {
+            json_t *k =
+                info.btf_key_type_id ? decode(btf, info.btf_key_type_id, key, info.key_size, 0) : hex_bytes(key, info.key_size);
+            if (percpu) {
+                json_t *vals = json_array();
+                for (int c = 0; c < ncpu; c++)
+                    json_array_append_new(vals, json_pack("{s:i, s:o}", "cpu", c, "value",
+                                                          decode(btf, info.btf_value_type_id, val + c * stride, stride, 0)));
+                e = json_pack("{s:o, s:o}", "key", k, "values", vals);
+            } else {
+                e = json_pack("{s:o, s:o}", "key", k, "value", decode(btf, info.btf_value_type_id, val, info.value_size, 0));
+            }
+        }
+        if (opts.json) {
+            json_array_append_new(out, e);
+        } else if (btf == NULL) {
             print_hex("key", key, info.key_size);
             print_hex("value", val, vsz);
+            json_decref(e);
+        } else {
+            print_entry(e);
+            json_decref(e);
         }
     }
     if (opts.json)
@@ -181,6 +381,7 @@ static int dump(int argc, char **argv)
         json_decref(out);
         printf("Found %d element%s\n", n, n == 1 ? "" : "s");
     }
+    btf__free(btf);
     free(key);
     free(next);
     free(val);
