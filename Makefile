@@ -123,12 +123,18 @@ soak: all
 	$(Q)GG_BUILD=$(B) tools/soak.sh $(SOAK_MINUTES)
 
 # --- fuzzing: clang libFuzzer builds of every tests/fuzz/*.c against the real sources ------------
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -DH2O_USE_LIBUV=0 -D_GNU_SOURCE -Iinclude -I. -I$(B)
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -DH2O_USE_LIBUV=0 -D_GNU_SOURCE -Iinclude -I. -I$(B)
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined $(FUZZ_CFLAGS)
 FUZZ_SECONDS ?= 10
-$(B)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(GATEWAY_SRC) | $(B)/.deps-ok $(SKELS)
+# The sources are compiled once (instrumented, no libFuzzer main) and linked into every target.
+FUZZ_OBJS := $(patsubst %.c,$(B)/obj/fuzz/%.o,$(COMMON_SRC) $(GATEWAY_SRC))
+$(B)/obj/fuzz/%.o: %.c | $(B)/.deps-ok $(SKELS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CLANG) -fsanitize=fuzzer-no-link,address,undefined $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  FUZZ    $@")
-	$(Q)$(CLANG) $(FUZZ_FLAGS) -o $@ $< $(COMMON_SRC) $(GATEWAY_SRC) $(LDLIBS)
+	$(Q)$(CLANG) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
 fuzz: $(FUZZ_BINS)
 	$(Q)tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 

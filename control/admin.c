@@ -22,6 +22,7 @@
 #include <h2o.h>
 #include <jansson.h>
 
+#include "gridgate/admin_body.h"
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
 #include "gridgate/bpf.h"
@@ -285,9 +286,6 @@ static int label_of(const char *series, const char *key, char *out, size_t outle
     return 0;
 }
 
-static json_t *body_object(h2o_req_t *req);
-static int int_field(h2o_req_t *req, json_t *o, const char *key, long long lo, long long hi, uint32_t *out);
-
 /* Tenants: the live table of the fairness module (limits as they are now, in-flight and queued counts) with the
  * tenant-labelled metric families summed per tenant under "metrics" (requests, rejections, tokens, waits). */
 static json_t *tenant_json(gg_tenant_t *t)
@@ -339,65 +337,44 @@ static json_t *tenants_json(void)
     return out;
 }
 
-/* The limits in o {weight, priority, max_inflight, max_queue, requests_per_s, burst, tokens_per_min}, every
- * field checked before any is applied to t (only checked when !apply; adding also allows name and keys).
- * 1, or 0 after answering the 400. */
-static int tenant_limits(h2o_req_t *req, json_t *o, gg_tenant_t *t, int apply, int adding)
+/* Answers the 400 of a body that did not parse. */
+static void body_error(h2o_req_t *req, const gg_body_err_t *e)
 {
-    static const char *const known[] = {"weight",         "priority", "max_inflight",   "max_queue",
-                                        "requests_per_s", "burst",    "tokens_per_min", NULL};
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v)
-    {
-        int ok = adding && (strcmp(k, "name") == 0 || strcmp(k, "keys") == 0);
-        for (int i = 0; known[i]; i++)
-            ok |= strcmp(k, known[i]) == 0;
-        if (!ok) {
-            error(req, 400, "invalid_field", k,
-                  "%s: unknown tenant setting (weight, priority, max_inflight, max_queue, "
-                  "requests_per_s, burst, tokens_per_min)",
-                  k);
-            return 0;
-        }
+    error(req, 400, strcmp(e->field, "body") == 0 ? "invalid_body" : "invalid_field", e->field, "%s", e->msg);
+}
+
+/* Applies parsed limits to t, live: absent fields keep t's values. */
+static void tenant_apply(gg_tenant_t *t, const gg_admin_limits_t *l)
+{
+    if (l->has & GG_LIM_WEIGHT)
+        __atomic_store_n(&t->weight, l->weight, __ATOMIC_RELAXED);
+    if (l->has & GG_LIM_PRIORITY)
+        __atomic_store_n(&t->priority, l->priority, __ATOMIC_RELAXED);
+    if (l->has & GG_LIM_MAX_INFLIGHT)
+        __atomic_store_n(&t->max_inflight, l->max_inflight, __ATOMIC_RELAXED);
+    if (l->has & GG_LIM_MAX_QUEUE)
+        __atomic_store_n(&t->max_queue, l->max_queue, __ATOMIC_RELAXED);
+    if (!(l->has & (GG_LIM_RPS | GG_LIM_BURST | GG_LIM_TPM)))
+        return;
+    pthread_mutex_lock(&t->rl.mu);
+    gg_bucket_t *b = &t->rl.req;
+    double rps = (l->has & GG_LIM_RPS) ? l->requests_per_s : b->rate_per_us * 1e6;
+    uint32_t burst = (l->has & GG_LIM_BURST) ? l->burst : 0;
+    if (!(l->has & (GG_LIM_BURST | GG_LIM_RPS)))
+        burst = (uint32_t)b->size;
+    double size = rps > 0 ? (burst ? burst : (rps > 1 ? rps : 1)) : 0;
+    int was_off = b->rate_per_us <= 0;
+    b->rate_per_us = rps / 1e6, b->size = size;
+    if (was_off || b->level > size)
+        b->level = size;
+    if (l->has & GG_LIM_TPM) {
+        gg_bucket_t *k2 = &t->rl.tok;
+        was_off = k2->rate_per_us <= 0;
+        k2->rate_per_us = l->tokens_per_min / 60e6, k2->size = l->tokens_per_min;
+        if (was_off || k2->level > k2->size)
+            k2->level = k2->size;
     }
-    uint32_t weight = t->weight, prio = t->priority, maxin = t->max_inflight, maxq = t->max_queue, burst = 0, tpm32 = 0;
-    if (!int_field(req, o, "weight", 1, 10000, &weight) || !int_field(req, o, "priority", 0, 9, &prio) ||
-        !int_field(req, o, "max_inflight", 0, 1000000, &maxin) || !int_field(req, o, "max_queue", 0, 1000000, &maxq) ||
-        !int_field(req, o, "burst", 0, 1000000, &burst) || !int_field(req, o, "tokens_per_min", 0, 4000000000LL, &tpm32))
-        return 0;
-    json_t *jr = json_object_get(o, "requests_per_s");
-    if (jr != NULL && (!json_is_number(jr) || json_number_value(jr) < 0 || json_number_value(jr) > 1e6)) {
-        error(req, 400, "invalid_field", "requests_per_s", "requests_per_s: expected a number 0..1000000 (0: unlimited)");
-        return 0;
-    }
-    if (!apply)
-        return 1;
-    __atomic_store_n(&t->weight, weight, __ATOMIC_RELAXED);
-    __atomic_store_n(&t->priority, prio, __ATOMIC_RELAXED);
-    __atomic_store_n(&t->max_inflight, maxin, __ATOMIC_RELAXED);
-    __atomic_store_n(&t->max_queue, maxq, __ATOMIC_RELAXED);
-    if (jr != NULL || json_object_get(o, "burst") != NULL || json_object_get(o, "tokens_per_min") != NULL) {
-        pthread_mutex_lock(&t->rl.mu);
-        gg_bucket_t *b = &t->rl.req;
-        double rps = jr != NULL ? json_number_value(jr) : b->rate_per_us * 1e6;
-        if (json_object_get(o, "burst") == NULL && jr == NULL)
-            burst = (uint32_t)b->size;
-        double size = rps > 0 ? (burst ? burst : (rps > 1 ? rps : 1)) : 0;
-        int was_off = b->rate_per_us <= 0;
-        b->rate_per_us = rps / 1e6, b->size = size;
-        if (was_off || b->level > size)
-            b->level = size;
-        if (json_object_get(o, "tokens_per_min") != NULL) {
-            gg_bucket_t *k2 = &t->rl.tok;
-            was_off = k2->rate_per_us <= 0;
-            k2->rate_per_us = tpm32 / 60e6, k2->size = tpm32;
-            if (was_off || k2->level > k2->size)
-                k2->level = k2->size;
-        }
-        pthread_mutex_unlock(&t->rl.mu);
-    }
-    return 1;
+    pthread_mutex_unlock(&t->rl.mu);
 }
 
 /* POST /admin/v1/tenants/NAME {limits}: applied live (the next admission sees it). */
@@ -408,88 +385,57 @@ static void tenant_update(h2o_req_t *req, const char *name)
         errno_error(req, -ENOENT, "tenant", name);
         return;
     }
-    json_t *o = body_object(req);
-    if (o == NULL)
+    gg_admin_limits_t l;
+    gg_body_err_t e;
+    if (gg_admin_parse_tenant_update(req->entity.base, req->entity.len, &l, &e) != 0) {
+        body_error(req, &e);
         return;
-    if (tenant_limits(req, o, t, 0, 0) && tenant_limits(req, o, t, 1, 0)) {
-        gg_info("admin: tenant %s updated", name);
-        gg_bpf_sync(); /* the `tenants` map shows the new limits now, not at the next health round */
-        reply(req, 200, tenant_json(t));
     }
-    json_decref(o);
-}
-
-/* Whether key can be added (answers the 400/409 naming field otherwise). */
-static int key_ok(h2o_req_t *req, json_t *k, const char *field)
-{
-    const char *s = json_string_value(k);
-    if (s == NULL || s[0] == '\0') {
-        error(req, 400, "invalid_field", field, "%s: expected a non-empty string (the key, or \"sha256:\" + 64 hex digits)", field);
-        return 0;
-    }
-    if (strncmp(s, "sha256:", 7) == 0 && strlen(s) != 71) {
-        error(req, 400, "invalid_field", field, "%s: \"sha256:\" needs 64 hex digits", field);
-        return 0;
-    }
-    if (gg_tenant_by_key(s, strlen(s)) != NULL) {
-        error(req, 409, "exists", field, "%s: this key already belongs to a tenant", field);
-        return 0;
-    }
-    return 1;
+    tenant_apply(t, &l);
+    gg_info("admin: tenant %s updated", name);
+    gg_bpf_sync(); /* the `tenants` map shows the new limits now, not at the next health round */
+    reply(req, 200, tenant_json(t));
 }
 
 /* POST /admin/v1/tenants {name, keys?, limits...}: a new tenant, live (its keys authenticate at once). */
 static void tenant_add(h2o_req_t *req)
 {
-    json_t *o = body_object(req);
-    if (o == NULL)
+    gg_admin_tenant_add_t a;
+    gg_body_err_t e;
+    gg_tenant_t *t = NULL;
+    if (gg_admin_parse_tenant_add(req->entity.base, req->entity.len, &a, &e) != 0) {
+        body_error(req, &e);
         return;
-    gg_tenant_t defaults = {.weight = 1, .max_queue = 256}, *t = NULL;
-    json_t *keys = json_object_get(o, "keys"), *k;
-    const char *name = json_string_value(json_object_get(o, "name"));
-    size_t i;
-    char field[32];
-    if (name == NULL) {
-        error(req, 400, "invalid_field", "name", "name: required, a string");
+    }
+    if (gg_tenant_find(a.name) != NULL) {
+        errno_error(req, -EEXIST, "tenant", a.name);
         goto out;
     }
-    if (gg_tenant_find(name) != NULL) {
-        errno_error(req, -EEXIST, "tenant", name);
-        goto out;
-    }
-    if (keys != NULL && !json_is_array(keys)) {
-        error(req, 400, "invalid_field", "keys", "keys: expected an array of strings");
-        goto out;
-    }
-    json_array_foreach(keys, i, k)
-    {
-        snprintf(field, sizeof(field), "keys[%zu]", i);
-        if (!key_ok(req, k, field))
+    for (size_t i = 0; i < a.n_keys; i++)
+        if (gg_tenant_by_key(a.keys[i], strlen(a.keys[i])) != NULL) {
+            error(req, 409, "exists", "keys", "keys[%zu]: this key already belongs to a tenant", i);
             goto out;
-    }
-    if (!tenant_limits(req, o, &defaults, 0, 1))
-        goto out;
-    int rc = gg_tenant_add(name, 1, 0, 0, 256, 0, 0, 0, &t);
+        }
+    int rc = gg_tenant_add(a.name, 1, 0, 0, 256, 0, 0, 0, &t);
     if (rc == -EINVAL) {
         error(req, 400, "invalid_field", "name", "name: 1..%d characters of A-Z a-z 0-9 . _ -", GG_TENANT_NAME_MAX - 1);
         goto out;
     }
     if (rc != 0) {
-        errno_error(req, rc, "tenant", name);
+        errno_error(req, rc, "tenant", a.name);
         goto out;
     }
-    tenant_limits(req, o, t, 1, 1);
-    json_array_foreach(keys, i, k)
-    {
-        rc = gg_tenant_key_add(t, json_string_value(k));
+    tenant_apply(t, &a.limits);
+    for (size_t i = 0; i < a.n_keys; i++) {
+        rc = gg_tenant_key_add(t, a.keys[i]);
         if (rc != 0)
-            gg_warn("admin: tenant %s: keys[%zu] not added: %s", name, i, strerror(-rc));
+            gg_warn("admin: tenant %s: keys[%zu] not added: %s", a.name, i, strerror(-rc));
     }
-    gg_info("admin: tenant %s added with %zu keys", name, json_array_size(keys));
+    gg_info("admin: tenant %s added with %zu keys", a.name, a.n_keys);
     gg_bpf_sync();
     reply(req, 201, tenant_json(t));
 out:
-    json_decref(o);
+    gg_admin_tenant_add_free(&a);
 }
 
 /* POST|DELETE /admin/v1/tenants/NAME/keys {key}: adds or removes one key, live. */
@@ -500,18 +446,13 @@ static void tenant_key(h2o_req_t *req, const char *name, int adding)
         errno_error(req, -ENOENT, "tenant", name);
         return;
     }
-    json_t *o = body_object(req);
-    if (o == NULL)
+    char key[1024];
+    gg_body_err_t e;
+    if (gg_admin_parse_tenant_key(req->entity.base, req->entity.len, adding, key, sizeof(key), &e) != 0) {
+        body_error(req, &e);
         return;
-    json_t *k = json_object_get(o, "key");
-    int rc;
-    if (adding) {
-        if (!key_ok(req, k, "key"))
-            goto out;
-        rc = gg_tenant_key_add(t, json_string_value(k));
-    } else {
-        rc = json_is_string(k) ? gg_tenant_key_remove(t, json_string_value(k)) : -EINVAL;
     }
+    int rc = adding ? gg_tenant_key_add(t, key) : gg_tenant_key_remove(t, key);
     if (rc == -ENOENT)
         error(req, 404, "not_found", "key", "key: tenant %s has no such key", name);
     else if (rc == -EEXIST)
@@ -522,8 +463,6 @@ static void tenant_key(h2o_req_t *req, const char *name, int adding)
         gg_info("admin: tenant %s: key %s", name, adding ? "added" : "removed");
         reply(req, 200, json_pack("{s:s, s:i}", "name", name, "keys", (int)t->n_keys));
     }
-out:
-    json_decref(o);
 }
 
 static json_t *history_json(void)
@@ -601,90 +540,43 @@ static json_t *status_json(void)
 }
 
 /* --- backend verbs ------------------------------------------------------------------------------- */
-static json_t *body_object(h2o_req_t *req)
-{
-    json_error_t je;
-    json_t *j = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, 0, &je);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        error(req, 400, "invalid_body", "body", "body: expected a JSON object");
-        return NULL;
-    }
-    return j;
-}
-
-/* An optional integer field within bounds; 1 ok (or absent), 0 after answering 400. */
-static int int_field(h2o_req_t *req, json_t *o, const char *key, long long lo, long long hi, uint32_t *out)
-{
-    json_t *v = json_object_get(o, key);
-    if (v == NULL)
-        return 1;
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        error(req, 400, "invalid_field", key, "%s: expected an integer %lld..%lld", key, lo, hi);
-        return 0;
-    }
-    *out = (uint32_t)json_integer_value(v);
-    return 1;
-}
-
 static void backend_add(h2o_req_t *req)
 {
-    json_t *o = body_object(req);
-    if (o == NULL)
+    gg_admin_backend_add_t a;
+    gg_body_err_t e;
+    if (gg_admin_parse_backend_add(req->entity.base, req->entity.len, &a, &e) != 0) {
+        body_error(req, &e);
         return;
-    json_t *jurl = json_object_get(o, "url"), *jname = json_object_get(o, "name"), *jkind = json_object_get(o, "kind");
-    const char *url = json_string_value(jurl), *name = json_string_value(jname);
-    int kind = GG_ENGINE_UNKNOWN;
-    uint32_t weight = 1, maxin = 0;
-    if (url == NULL || strncmp(url, "http://", 7) != 0) {
-        error(req, 400, "invalid_field", "url", "url: required, http://HOST:PORT[/prefix]");
-        goto out;
     }
-    if (jname != NULL && (name == NULL || name[0] == '\0' || strlen(name) >= sizeof(gg_backends[0].name))) {
-        error(req, 400, "invalid_field", "name", "name: expected a non-empty string under %zu bytes", sizeof(gg_backends[0].name));
-        goto out;
+    int slot = gg_backend_add(a.name, a.url, (enum gg_engine_kind)a.kind, a.weight, a.max_inflight);
+    if (slot == -EINVAL)
+        error(req, 400, "invalid_field", "url", "url: %s is not a usable engine address", a.url);
+    else if (slot < 0)
+        errno_error(req, slot, "backend", a.name ? a.name : a.url);
+    else {
+        gg_health_kick();
+        reply(req, 201, json_pack("{s:s, s:i, s:s}", "name", gg_backends[slot].name, "slot", slot, "state", "down"));
     }
-    if (jkind != NULL && (!json_is_string(jkind) || (kind = gg_engine_kind_parse(json_string_value(jkind))) < 0)) {
-        error(req, 400, "invalid_field", "kind", "kind: expected one of auto|ollama|vllm|sglang|llamacpp|lmstudio|mlx|comfyui");
-        goto out;
-    }
-    if (!int_field(req, o, "weight", 1, 1000, &weight) || !int_field(req, o, "max_inflight", 0, 100000, &maxin))
-        goto out;
-    int slot = gg_backend_add(name, url, (enum gg_engine_kind)kind, weight, maxin);
-    if (slot == -EINVAL) {
-        error(req, 400, "invalid_field", "url", "url: %s is not a usable engine address", url);
-        goto out;
-    }
-    if (slot < 0) {
-        errno_error(req, slot, "backend", name ? name : url);
-        goto out;
-    }
-    gg_health_kick();
-    reply(req, 201, json_pack("{s:s, s:i, s:s}", "name", gg_backends[slot].name, "slot", slot, "state", "down"));
-out:
-    json_decref(o);
+    gg_admin_backend_add_free(&a);
 }
 
 static void backend_weight(h2o_req_t *req, const char *name)
 {
-    json_t *o = body_object(req);
-    if (o == NULL)
-        return;
     uint32_t w = 0;
-    if (json_object_get(o, "weight") == NULL)
-        error(req, 400, "invalid_field", "weight", "weight: required, an integer 1..1000");
-    else if (int_field(req, o, "weight", 1, 1000, &w)) {
-        gg_backend_t *b = gg_backend_find(name);
-        if (b == NULL)
-            errno_error(req, -ENOENT, "backend", name);
-        else {
-            /* The router reads weight on every choice; no generation bump, so pools and streams are untouched. */
-            atomic_store(&b->weight, w);
-            gg_backends_publish(gg_backend_index(b));
-            reply(req, 200, json_pack("{s:s, s:i}", "name", name, "weight", (int)w));
-        }
+    gg_body_err_t e;
+    if (gg_admin_parse_weight(req->entity.base, req->entity.len, &w, &e) != 0) {
+        body_error(req, &e);
+        return;
     }
-    json_decref(o);
+    gg_backend_t *b = gg_backend_find(name);
+    if (b == NULL)
+        errno_error(req, -ENOENT, "backend", name);
+    else {
+        /* The router reads weight on every choice; no generation bump, so pools and streams are untouched. */
+        atomic_store(&b->weight, w);
+        gg_backends_publish(gg_backend_index(b));
+        reply(req, 200, json_pack("{s:s, s:i}", "name", name, "weight", (int)w));
+    }
 }
 
 /* POST /admin/v1/guard/{deny,allow,remove} {"prefix": "10.0.0.0/24", "seconds": N}: prefixes hold a '/', so they
@@ -695,17 +587,12 @@ static void guard_verb(h2o_req_t *req, const char *verb)
         error(req, 404, "not_found", NULL, "no such guard verb: %s (deny, allow, remove)", verb);
         return;
     }
-    json_t *o = body_object(req);
-    if (o == NULL)
-        return;
-    const char *prefix = json_string_value(json_object_get(o, "prefix"));
+    char prefix[128], err[256];
     uint32_t seconds = 0;
-    char err[256];
+    gg_body_err_t e;
     int rc;
-    if (prefix == NULL)
-        error(req, 400, "invalid_field", "prefix", "prefix: required, a string ADDR or ADDR/LEN");
-    else if (verb[0] == 'd' && !int_field(req, o, "seconds", 0, 31536000, &seconds))
-        ;
+    if (gg_admin_parse_guard(req->entity.base, req->entity.len, verb[0] == 'd', prefix, sizeof(prefix), &seconds, &e) != 0)
+        body_error(req, &e);
     else if ((rc = verb[0] == 'd'   ? gg_guard_deny(prefix, seconds, err, sizeof(err))
                    : verb[0] == 'a' ? gg_guard_allow(prefix, err, sizeof(err))
                                     : gg_guard_remove(prefix, err, sizeof(err))) != 0) {
@@ -721,7 +608,6 @@ static void guard_verb(h2o_req_t *req, const char *verb)
             json_object_set_new(r, "seconds", seconds ? json_integer(seconds) : json_null());
         reply(req, 200, r);
     }
-    json_decref(o);
 }
 
 static void backend_verb(h2o_req_t *req, const char *name, const char *verb)

@@ -242,6 +242,68 @@ static json_t *check_models(json_t *m, char *field, size_t fl)
     return out;
 }
 
+int gg_registration_parse(const char *body, size_t len, gg_registration_beat_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    json_error_t jerr;
+    json_t *j = json_loadb(body ? body : "", body ? len : 0, 0, &jerr);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        snprintf(err, errlen, "body: expected a JSON object (%s)", jerr.text);
+        return -EBADMSG;
+    }
+    json_t *jurl = json_object_get(j, "url"), *jname = json_object_get(j, "name");
+    const char *url = json_string_value(jurl), *name = json_string_value(jname);
+    const char *kname = json_string_value(json_object_get(j, "kind"));
+    const char *host = json_string_value(json_object_get(j, "agent"));
+    char field[64] = "", hostname[256], prefix[256];
+    unsigned port;
+    int is_unix, kind = GG_ENGINE_UNKNOWN;
+    json_t *models = NULL, *gpu = json_object_get(j, "gpu");
+    if (url == NULL || strlen(url) != json_string_length(jurl) || strlen(url) >= sizeof(out->url) ||
+        strncmp(url, "http://", 7) != 0 ||
+        gg_httpc_parse_target(url, hostname, sizeof(hostname), &port, prefix, sizeof(prefix), &is_unix) != 0 || is_unix)
+        snprintf(field, sizeof(field), "url");
+    else if (jname != NULL &&
+             (name == NULL || name[0] == '\0' || strlen(name) != json_string_length(jname) || strlen(name) >= sizeof(out->name)))
+        snprintf(field, sizeof(field), "name");
+    else if (json_object_get(j, "kind") != NULL && (kname == NULL || (kind = gg_engine_kind_parse(kname)) < 0))
+        snprintf(field, sizeof(field), "kind");
+    else if (gpu != NULL && !json_is_object(gpu) && !json_is_null(gpu))
+        snprintf(field, sizeof(field), "gpu");
+    else
+        models = check_models(json_object_get(j, "models"), field, sizeof(field));
+    if (field[0] == '\0' && name == NULL &&
+        (size_t)snprintf(out->name, sizeof(out->name), "%s:%u", hostname, port) >= sizeof(out->name))
+        snprintf(field, sizeof(field), "url");
+    if (field[0] != '\0') {
+        snprintf(err, errlen,
+                 "%s: invalid or missing (expected {\"url\": \"http://HOST:PORT\", \"name\", \"kind\", "
+                 "\"models\": [{\"name\", \"loaded\"}], \"gpu\": {...}})",
+                 field);
+        json_decref(models);
+        json_decref(j);
+        memset(out, 0, sizeof(*out));
+        return -EINVAL;
+    }
+    if (name != NULL)
+        snprintf(out->name, sizeof(out->name), "%s", name);
+    snprintf(out->url, sizeof(out->url), "%s", url);
+    snprintf(out->host, sizeof(out->host), "%s", host ? host : "");
+    out->kind = kind;
+    out->models = models;
+    out->gpu = json_is_object(gpu) ? json_incref(gpu) : NULL;
+    json_decref(j);
+    return 0;
+}
+
+void gg_registration_beat_free(gg_registration_beat_t *b)
+{
+    json_decref(b->models);
+    json_decref(b->gpu);
+    memset(b, 0, sizeof(*b));
+}
+
 void gg_registration_handle(h2o_req_t *req)
 {
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
@@ -257,50 +319,15 @@ void gg_registration_handle(h2o_req_t *req)
              "registration token missing or wrong: send Authorization: Bearer <registration.token>");
         return;
     }
-    json_error_t jerr;
-    json_t *body = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, 0, &jerr);
-    if (!json_is_object(body)) {
-        json_decref(body);
-        fail(req, 400, "invalid_body", "body: expected a JSON object (%s)", jerr.text);
+    gg_registration_beat_t beat;
+    char msg[512];
+    int rc = gg_registration_parse(req->entity.base, req->entity.len, &beat, msg, sizeof(msg));
+    if (rc != 0) {
+        fail(req, 400, rc == -EBADMSG ? "invalid_body" : "invalid_field", "%s", msg);
         return;
     }
-    const char *url = json_string_value(json_object_get(body, "url"));
-    const char *name = json_string_value(json_object_get(body, "name"));
-    const char *kname = json_string_value(json_object_get(body, "kind"));
-    const char *host = json_string_value(json_object_get(body, "agent"));
-    char field[64] = "", hostname[256], prefix[256], defname[300];
-    unsigned port;
-    int is_unix, kind = GG_ENGINE_UNKNOWN;
-    json_t *models = NULL, *gpu = json_object_get(body, "gpu");
-    if (url == NULL || gg_httpc_parse_target(url, hostname, sizeof(hostname), &port, prefix, sizeof(prefix), &is_unix) != 0 ||
-        is_unix || strncmp(url, "http://", 7) != 0 || strlen(url) >= sizeof(agents[0].url))
-        snprintf(field, sizeof(field), "url");
-    else if (json_object_get(body, "name") != NULL && (name == NULL || name[0] == '\0' || strlen(name) >= sizeof(agents[0].name)))
-        snprintf(field, sizeof(field), "name");
-    else if (json_object_get(body, "kind") != NULL && (kname == NULL || (kind = gg_engine_kind_parse(kname)) < 0))
-        snprintf(field, sizeof(field), "kind");
-    else if (gpu != NULL && !json_is_object(gpu) && !json_is_null(gpu))
-        snprintf(field, sizeof(field), "gpu");
-    else
-        models = check_models(json_object_get(body, "models"), field, sizeof(field));
-    if (field[0] != '\0') {
-        fail(req, 400, "invalid_field",
-             "%s: invalid or missing (expected {\"url\": \"http://HOST:PORT\", \"name\", \"kind\", "
-             "\"models\": [{\"name\", \"loaded\"}], \"gpu\": {...}})",
-             field);
-        json_decref(body);
-        return;
-    }
-    if (name == NULL) {
-        snprintf(defname, sizeof(defname), "%s:%u", hostname, port);
-        name = defname;
-    }
-    if (strlen(name) >= sizeof(agents[0].name)) {
-        fail(req, 400, "invalid_field", "name: too long");
-        json_decref(body);
-        json_decref(models);
-        return;
-    }
+    const char *name = beat.name, *url = beat.url;
+    int kind = beat.kind;
 
     /* Record the beat. */
     pthread_mutex_lock(&lock);
@@ -308,8 +335,7 @@ void gg_registration_handle(h2o_req_t *req)
     if (a != NULL && strcmp(a->url, url) != 0) {
         pthread_mutex_unlock(&lock);
         fail(req, 409, "name_taken", "name: %s is registered with another url (%s)", name, a->url);
-        json_decref(body);
-        json_decref(models);
+        gg_registration_beat_free(&beat);
         return;
     }
     if (a == NULL) {
@@ -319,8 +345,7 @@ void gg_registration_handle(h2o_req_t *req)
         if (a == NULL) {
             pthread_mutex_unlock(&lock);
             fail(req, 503, "too_many_agents", "no room for another agent (%d registered)", MAX_AGENTS);
-            json_decref(body);
-            json_decref(models);
+            gg_registration_beat_free(&beat);
             return;
         }
         memset(a, 0, sizeof(*a));
@@ -331,23 +356,18 @@ void gg_registration_handle(h2o_req_t *req)
         gg_info("registration: %s (%s) %s", name, url, approve_auto ? "registered" : "waits for approval");
     }
     a->kind = kind;
-    snprintf(a->host, sizeof(a->host), "%s", host ? host : "");
+    snprintf(a->host, sizeof(a->host), "%s", beat.host);
     a->last_ms = mono_ms();
     a->beats++;
+    /* The record takes over the beat's models and gpu. */
     json_decref(a->models);
-    a->models = models;
+    a->models = beat.models, beat.models = NULL;
     json_decref(a->gpu);
-    a->gpu = json_is_object(gpu) ? json_incref(gpu) : NULL;
+    a->gpu = beat.gpu, beat.gpu = NULL;
     int was_held = a->held, active = a->active;
     uint32_t id = a->backend_id;
     a->held = 0;
     pthread_mutex_unlock(&lock);
-    /* name and url point into body: keep copies before it goes. */
-    char namebuf[sizeof(agents[0].name)], urlbuf[sizeof(agents[0].url)];
-    snprintf(namebuf, sizeof(namebuf), "%s", name);
-    snprintf(urlbuf, sizeof(urlbuf), "%s", url);
-    name = namebuf, url = urlbuf;
-    json_decref(body);
 
     /* An operator may have removed the backend this agent added: it joins again like a new one. */
     if (active && backend_of(name, id) == NULL)

@@ -12,6 +12,7 @@
 #include "gridgate/backend.h"
 #include "gridgate/comfy.h"
 #include "gridgate/dialect.h"
+#include "gridgate/framing.h"
 #include "gridgate/gzip.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
@@ -296,7 +297,16 @@ static void dispatch(h2o_req_t *req)
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     enum gg_dialect d;
     enum gg_endpoint ep;
+    const char *framing = gg_framing_check_request(req);
 
+    if (framing != NULL) {
+        /* h2o already chose one reading of the body; a front proxy may have chosen the other, so neither this
+         * request nor anything after it on the connection can be trusted (RFC 9112 6.1): refuse and close. */
+        req->http1_is_persistent = 0;
+        gg_respond_error(req, gg_dialect_of_path(path), 400, framing, "invalid_request_error", "ambiguous_framing");
+        log_answer(req);
+        return;
+    }
     if (gg_endpoint_lookup(path.base, path.len, &d, &ep) == 0) {
         if (!post) {
             gg_respond_error(req, d, 405, "use POST for this endpoint", "invalid_request_error", "method_not_allowed");

@@ -33,6 +33,7 @@
 
 #define HIGH_WATER (256 * 1024)
 #define MAX_EVENT (4 * 1024 * 1024)
+enum { BAD_EVENT_INVALID = 1, BAD_EVENT_TOO_LARGE };
 
 gg_proxy_config_t gg_proxy_config = {.connect_ms = 3000,
                                      .first_byte_ms = 120000,
@@ -42,7 +43,7 @@ gg_proxy_config_t gg_proxy_config = {.connect_ms = 3000,
                                      .prefer_loaded = 1,
                                      .max_response_bytes = 64 << 20};
 
-static gg_metric_t *m_requests, *m_ttft, *m_duration, *m_retries, *m_failovers, *m_tokens;
+static gg_metric_t *m_requests, *m_ttft, *m_duration, *m_retries, *m_failovers, *m_tokens, *m_stream_errors;
 
 void gg_proxy_init(void)
 {
@@ -54,6 +55,7 @@ void gg_proxy_init(void)
     m_retries = gg_metric_counter("gridgate_retries_total", "Attempts repeated on another backend, by reason.");
     m_failovers = gg_metric_counter("gridgate_failovers_total", "Requests that were answered by a backend other than the first.");
     m_tokens = gg_metric_counter("gridgate_tokens_total", "Tokens in and out, by model and direction.");
+    m_stream_errors = gg_metric_counter("gridgate_stream_errors_total", "Streams cut short by gridgate, by reason.");
 }
 
 typedef struct call {
@@ -82,6 +84,8 @@ typedef struct call {
     gg_xlate_t xlate;
     gg_usage_t usage;
     gg_buf_t pending, inflight;
+    gg_buf_t held; /* pass-through: bytes of an event not yet complete, relayed once it parsed */
+    int bad_event; /* BAD_EVENT_*: the stream is cut there; nothing from that event on is relayed */
     unsigned head_sent : 1, sending : 1, final_queued : 1, final_sent : 1, paused : 1, parser_live : 1, xlate_live : 1;
     const char *error; /* what went wrong, for the log */
     /* gzip: up_gz the engine's answer is gzip; gz_pass it goes to the client as is (a buffered answer, a client
@@ -405,9 +409,48 @@ static void on_event(void *ctx, const char *data, size_t len)
     int ev = gg_usage_observe(&c->usage, c->up_dialect, data, len);
     if ((ev & GG_USAGE_EV_CONTENT) && c->t_first_token == 0)
         c->t_first_token = now_ns();
-    if (c->translate) {
-        if (gg_xlate_event(&c->xlate, data, len, &c->pending) != 0)
-            c->error = "invalid event from backend";
+    if (c->bad_event)
+        return;
+    if (c->translate ? gg_xlate_event(&c->xlate, data, len, &c->pending) != 0 : (ev & GG_USAGE_EV_INVALID) != 0) {
+        c->error = "invalid event from backend";
+        c->bad_event = BAD_EVENT_INVALID;
+    }
+}
+
+static void end_stream_with_error(call_t *c, const char *message);
+static void start_stream_response(call_t *c);
+
+static void end_stream_at_bad_event(call_t *c)
+{
+    int invalid = c->bad_event == BAD_EVENT_INVALID;
+    gg_metric_add(m_stream_errors, invalid ? "reason=\"invalid_event\"" : "reason=\"event_too_large\"", 1);
+    if (!c->head_sent)
+        start_stream_response(c);
+    end_stream_with_error(c, invalid ? "the backend sent an event that is not valid JSON; the stream stops there"
+                                     : "the backend sent an event larger than 4 MiB; the stream stops there");
+}
+
+/* Pass-through relays the engine's bytes unchanged, but only whole events that parsed: each line goes through
+ * the parser first and waits in `held` until its event is complete (NDJSON: the line; SSE: the blank line that
+ * ends it, so comments and keep-alives travel too). A malformed event is never relayed. */
+static void relay_passthrough(call_t *c, const char *buf, size_t len)
+{
+    const char *s = buf, *end = buf + len;
+    while (s < end && !c->bad_event) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s)), *e = nl ? nl + 1 : end;
+        if (gg_stream_feed(&c->parser, s, (size_t)(e - s), on_event, c) != 0 || c->held.len + (size_t)(e - s) > MAX_EVENT) {
+            c->error = "event too large";
+            c->bad_event = BAD_EVENT_TOO_LARGE;
+        }
+        if (c->bad_event)
+            break;
+        gg_buf_append(&c->held, s, (size_t)(e - s));
+        int blank = nl != NULL && (nl == s || (nl == s + 1 && *s == '\r'));
+        if (nl != NULL && (c->parser.kind == GG_STREAM_NDJSON || blank)) {
+            gg_buf_append(&c->pending, c->held.base, c->held.len);
+            gg_buf_reset(&c->held);
+        }
+        s = e;
     }
 }
 
@@ -437,6 +480,8 @@ static int on_head(void *ctx, int status, int minor, const struct phr_header *he
     if (c->streaming) {
         gg_stream_init(&c->parser, c->up_dialect == GG_DIALECT_OPENAI ? GG_STREAM_SSE : GG_STREAM_NDJSON, MAX_EVENT);
         c->parser_live = 1;
+        gg_buf_reset(&c->held);
+        c->bad_event = 0;
         if (c->translate) {
             gg_xlate_init(&c->xlate, c->up_dialect, c->ri.dialect, c->ri.ep, c->model, c->ri.include_usage);
             c->xlate_live = 1;
@@ -466,9 +511,17 @@ static int on_body(void *ctx, const char *buf, size_t len)
         len = c->plain.len;
     }
     if (!c->translate)
-        gg_buf_append(&c->pending, buf, len);
-    if (gg_stream_feed(&c->parser, buf, len, on_event, c) != 0)
+        relay_passthrough(c, buf, len);
+    else if (gg_stream_feed(&c->parser, buf, len, on_event, c) != 0)
         c->error = "event too large";
+    if (c->bad_event) {
+        /* Stop reading the engine; the client gets the whole events before the bad one, then the error event. */
+        gg_upstream_cancel(c->up);
+        c->up = NULL;
+        release_backend(c, 0);
+        end_stream_at_bad_event(c);
+        return 0;
+    }
     if (!c->head_sent && c->pending.len != 0)
         start_stream_response(c);
     flush(c);
@@ -489,8 +542,15 @@ static void on_end(void *ctx)
         return;
     }
     gg_stream_finish(&c->parser, on_event, c);
+    if (!c->bad_event) /* an unterminated last event that parsed (NDJSON without a final newline) */
+        gg_buf_append(&c->pending, c->held.base, c->held.len);
+    gg_buf_reset(&c->held);
     if (!c->head_sent)
         start_stream_response(c);
+    if (c->bad_event) {
+        end_stream_at_bad_event(c);
+        return;
+    }
     if (!c->usage.done) {
         end_stream_with_error(c, "the backend ended the stream before it was complete");
         return;
@@ -817,6 +877,7 @@ static void on_dispose(void *p)
     if (c->xlate_live)
         gg_xlate_dispose(&c->xlate);
     gg_buf_free(&c->pending);
+    gg_buf_free(&c->held);
     gg_buf_free(&c->inflight);
     gg_buf_free(&c->plain);
     if (c->up_inflate_live)

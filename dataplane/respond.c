@@ -28,6 +28,8 @@ const char *gg_status_reason(int status)
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
     case 429:
         return "Too Many Requests";
     case 499:

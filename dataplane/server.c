@@ -17,6 +17,7 @@
 
 #include "gridgate/admission.h"
 #include "gridgate/backend.h"
+#include "gridgate/framing.h"
 #include "gridgate/guard.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
@@ -105,6 +106,7 @@ int gg_server_init(gg_server_opts_t *o, int (*on_req)(h2o_handler_t *, h2o_req_t
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
     h->on_req = on_req;
+    gg_framing_register(host);
 
     if (o->tls_cert && o->tls_key && setup_tls(o) != 0)
         return -EINVAL;

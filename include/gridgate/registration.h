@@ -13,6 +13,21 @@
 
 #define GG_REGISTER_PATH "/gridgate/v1/register"
 
+/* One heartbeat body as parsed (the agent's claims, checked for shape only). models and gpu are owned. */
+typedef struct {
+    char name[64], url[256], host[128]; /* name: the body's, or HOST:PORT of the url */
+    int kind;                           /* enum gg_engine_kind */
+    json_t *models;                     /* [{"name", "loaded"}], normalized */
+    json_t *gpu;                        /* an object, or NULL */
+} gg_registration_beat_t;
+
+/**
+ * Parses a heartbeat body {url, name?, kind?, agent?, models?, gpu?}: a pure function (no agent table, no
+ * registry), the one the endpoint and tests/fuzz/registration.c call. 0, -EBADMSG (not a JSON object) or -EINVAL
+ * (a field; err starts with its name); err gets the message for the 400.
+ */
+int gg_registration_parse(const char *body, size_t len, gg_registration_beat_t *out, char *err, size_t errlen);
+void gg_registration_beat_free(gg_registration_beat_t *b);
 /** Keeps the registration settings and starts the sweeper (a no-op when no token is configured). 0 or -errno. */
 int gg_registration_start(const gg_config_t *cfg);
 void gg_registration_stop(void);

@@ -4,6 +4,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http_ from 'node:http';
 import net from 'node:net';
 import {
   enginesim, gridgate, http, rawRequest, sseEvents, ndjson, sleep, writeConfig, waitModels, simStats, simFault,
@@ -57,6 +58,29 @@ function assertDialectError(path, r, status, message) {
     assert.match(r.json.error.message, message);
     assert.equal(typeof r.json.error.type, 'string');
   }
+}
+
+/** A raw HTTP/1.1 answer: `status`, Connection: close, and an error body in the dialect of `path`. */
+function assertRawDialectError(path, raw, status, message) {
+  const sep = raw.indexOf('\r\n\r\n');
+  assert.ok(sep > 0, raw);
+  const head = raw.slice(0, sep);
+  assert.match(head, new RegExp(`^HTTP/1\\.1 ${status} `), raw);
+  assert.match(head, /\r\nConnection: close(\r\n|$)/i, raw);
+  const ct = /\r\ncontent-type: ([^\r]*)/i.exec(head);
+  assert.match(ct?.[1] ?? '', /^application\/json/, raw);
+  // The whole answer: exactly one response, whose body is exactly Content-Length bytes.
+  const body = raw.slice(sep + 4);
+  assert.equal(Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1]), Buffer.byteLength(body, 'latin1'), raw);
+  const json = JSON.parse(body);
+  if (path.startsWith('/api/')) {
+    assert.deepEqual(Object.keys(json), ['error'], body);
+    assert.match(json.error, message);
+  } else {
+    assert.deepEqual(Object.keys(json.error).sort(), ['code', 'message', 'param', 'type'], body);
+    assert.match(json.error.message, message);
+  }
+  return json;
 }
 
 const gwRss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${gw.child.pid}/status`, 'utf8'))[1]);
@@ -124,41 +148,70 @@ test('body: a huge but legal messages array (100000 messages, 3.7 MB) is served'
   await stillServes();
 });
 
-test('body: over the limit (Content-Length and chunked) -> 413, connection closed, then normal service', async () => {
-  // Content-Length over the limit: answered from the head alone, before any body byte.
-  let raw = await rawRequest(gw.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
-    `Content-Length: ${MAX_BODY + 1}\r\n\r\n{"model":`);
+test('body: over the limit (Content-Length and chunked) -> 413 in the dialect, connection closed, then normal service', async () => {
+  // h2o answers these itself, before gridgate's handler; gridgate's filter puts the answer in the caller's dialect.
+  for (const path of ['/v1/chat/completions', '/api/chat']) {
+    // Content-Length over the limit: answered from the head alone, before any body byte.
+    let raw = await rawRequest(gw.port, `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${MAX_BODY + 1}\r\n\r\n{"model":`);
+    let j = assertRawDialectError(path, raw, 413, new RegExp(`^request body is larger than the limit of ${MAX_BODY} bytes$`));
+    if (!path.startsWith('/api/')) assert.equal(j.error.code, 'request_too_large');
+    // Chunked: h2o counts while it reads and stops at the limit, without reading the rest.
+    const chunk = 'y'.repeat(1 << 20);
+    const chunks = Array.from({ length: 6 }, () => `${(1 << 20).toString(16)}\r\n${chunk}\r\n`).join('');
+    raw = await rawRequest(gw.port, `POST ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`);
+    assertRawDialectError(path, raw, 413, /^request body is larger than the limit/);
+  }
+  // Outside /v1/ and /api/ (ComfyUI, /gridgate/...) there is no dialect: h2o's own answer stands.
+  const raw = await rawRequest(gw.port, `POST /prompt HTTP/1.1\r\nHost: x\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n`);
   assert.match(raw, /^HTTP\/1\.1 413 /);
-  assert.match(raw, /\r\nConnection: close\r\n/i);
-  // Chunked: h2o counts while it reads and stops at the limit, without reading the rest.
-  const chunk = 'y'.repeat(1 << 20);
-  const chunks = Array.from({ length: 6 }, () => `${(1 << 20).toString(16)}\r\n${chunk}\r\n`).join('');
-  raw = await rawRequest(gw.port, `POST /api/chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`);
-  assert.match(raw, /^HTTP\/1\.1 413 /);
-  assert.match(raw, /\r\nConnection: close\r\n/i);
   await stillServes();
 });
 
 // --- framing and headers ---------------------------------------------------------------------------
 
-test('framing: Content-Length and Transfer-Encoding together: Transfer-Encoding wins, Content-Length is ignored', async () => {
-  // RFC 7230 3.3.3 rule 3. libh2o 2.2 hides both headers from handlers, so gridgate cannot refuse the pair;
-  // what it must not do is read the body by Content-Length: here a CL of 5 would cut the JSON short.
+const smuggled = (path, heads) => {
   const inner = JSON.stringify(chat('m', { max_tokens: 2 }));
   const chunked = `${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`;
-  const raw = await rawRequest(gw.port,
-    `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\n` +
-    `Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`);
-  const statuses = [...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
-  assert.deepEqual(statuses, [200], raw);
-  assert.equal(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).usage.completion_tokens, 2);
+  // A second request rides behind the chunked body: a front proxy that framed by Content-Length would see it
+  // as part of this body, h2o as a request of its own. It must never be answered.
+  return `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${heads}\r\n${chunked}` +
+    'GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n';
+};
+
+test('framing: Content-Length and Transfer-Encoding together (request smuggling) -> 400 in the dialect, connection closed', async () => {
+  // RFC 9112 6.1: a server may reject the pair, and an intermediary must not forward both; closing is the safe choice.
+  const before = await chats(vl);
+  for (const path of ['/v1/chat/completions', '/api/chat']) {
+    for (const heads of ['Content-Length: 5\r\nTransfer-Encoding: chunked\r\n', 'transfer-encoding: chunked\r\ncontent-length: 300\r\n']) {
+      const raw = await rawRequest(gw.port, smuggled(path, heads));
+      const statuses = [...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      assert.deepEqual(statuses, [400], raw); // one answer: the request behind the body was not served
+      const j = assertRawDialectError(path, raw, 400, /^both Content-Length and Transfer-Encoding are present/);
+      if (!path.startsWith('/api/')) assert.equal(j.error.code, 'ambiguous_framing');
+    }
+  }
+  // Two Content-Lengths that disagree are the same ambiguity.
+  const inner = JSON.stringify(chat('m', { max_tokens: 2 }));
+  const raw = await rawRequest(gw.port, `POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: ${inner.length}\r\n` +
+    `Content-Length: 5\r\n\r\n${inner}`);
+  assertRawDialectError('/api/chat', raw, 400, /^two Content-Length headers with different values$/);
+  assert.equal(await chats(vl), before, 'no ambiguous request reached the engine');
   await stillServes();
 });
 
-test('framing: invalid chunked encoding -> 400 and the connection is closed', async () => {
-  const raw = await rawRequest(gw.port, 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n');
-  assert.match(raw, /^HTTP\/1\.1 400 /);
-  assert.match(raw, /\r\nConnection: close\r\n/i);
+test('framing: broken chunked encoding, unknown Transfer-Encoding, bad Content-Length, unknown Expect -> 4xx in the dialect, closed', async () => {
+  const rows = [
+    ['/v1/chat/completions', 'Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n', 400, /^invalid request framing/],
+    ['/api/chat', 'Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n', 400, /^invalid request framing/],
+    ['/api/generate', 'Transfer-Encoding: gzip\r\n\r\nabc', 400, /^invalid request framing/],
+    ['/v1/completions', 'Content-Length: 1x\r\n\r\nabc', 400, /^invalid request framing/],
+    ['/v1/embeddings', 'Expect: teapot\r\nContent-Length: 3\r\n\r\nabc', 417, /^unknown Expect header/],
+  ];
+  for (const [path, rest, status, msg] of rows) {
+    const raw = await rawRequest(gw.port, `POST ${path} HTTP/1.1\r\nHost: x\r\n${rest}`);
+    assertRawDialectError(path, raw, status, msg);
+  }
   await stillServes();
 });
 
@@ -168,7 +221,10 @@ test('headers: 100 KB in one header is read and served; 100 KB over 1000 headers
   assert.equal(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).object, 'list');
   const many = Array.from({ length: 1000 }, (_, i) => `X-H${i}: ${'a'.repeat(96)}\r\n`).join('');
   raw = await rawRequest(gw.port, `GET /v1/models HTTP/1.1\r\nHost: x\r\n${many}\r\n`);
+  // h2o writes this 400 straight to the socket when the head does not parse (over 100 headers, or a broken
+  // request line): no filter sees it, so it stays h2o's fixed plain text.
   assert.match(raw, /^HTTP\/1\.1 400 /);
+  assert.match(raw, /\r\nContent-Type: text\/plain/i);
   assert.match(raw, /\r\nConnection: close\r\n/i);
   await stillServes();
 });
@@ -412,11 +468,14 @@ test('backend sends invalid JSON: non-stream -> 502; in SSE/NDJSON the stream en
   await withFault({ mode: 'malformed' }, async () => {
     const r = await http('POST', `${gw2.url}/v1/chat/completions`, { body: chat('f', { stream: true }) });
     assert.equal(r.status, 200);
+    // The engine's first event is already broken: none of its bytes are relayed, only the error event and [DONE].
     const events = r.body.split('\n\n').filter((e) => e.startsWith('data:'));
+    assert.equal(events.length, 2, r.body);
     assert.equal(events.at(-1), 'data: [DONE]');
     const last = JSON.parse(events.at(-2).slice(5));
     assert.equal(last.choices[0].finish_reason, 'error');
-    assert.match(last.error.message, /ended the stream/);
+    assert.match(last.error.message, /not valid JSON; the stream stops there/);
+    assert.doesNotMatch(r.body, /chatcmpl-broken/);
   });
   await withFault({ mode: 'malformed' }, async () => {
     // Translated (OpenAI engine -> Ollama client): only well-formed lines reach the client.
@@ -443,6 +502,70 @@ test('backend truncates a stream -> the stream ends with an error event in the c
     const lines = ndjson(r.body);
     assert.equal(typeof lines.at(-1).error, 'string', r.body);
   });
+});
+
+test('a malformed event mid-stream: the client gets the whole events before it, then the error event; nothing after it', async () => {
+  // A vLLM-like engine of our own, so the malformed event sits between good ones: A, B, malformed, then (only if
+  // nobody hung up within 5 s) C, a usage chunk and [DONE].
+  let streams = 0, hungUp = 0;
+  const chunk = (content) => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'fk',
+    choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+  const fake = http_.createServer((req, res) => {
+    if (req.method === 'GET') {
+      const body = { '/v1/models': { object: 'list', data: [{ id: 'fk', object: 'model' }] }, '/version': { version: '0.6.0' } }[req.url];
+      res.writeHead(200, { 'content-type': body ? 'application/json' : 'text/plain' });
+      res.end(body ? JSON.stringify(body) : '');
+      return;
+    }
+    req.resume();
+    req.on('end', () => {
+      streams++;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(': keep-alive comment\n\n' + chunk('A') + chunk('B'));
+      res.write('data: {"id":"c1","choices":[{"delta":{"content":"BROKEN\n\n');
+      const later = setTimeout(() => res.end(chunk('C') + 'data: [DONE]\n\n'), 5000);
+      res.on('close', () => {
+        clearTimeout(later);
+        if (!res.writableFinished) hungUp++;
+      });
+    });
+  });
+  await new Promise((r) => fake.listen(0, '127.0.0.1', r));
+  const cfg = await writeConfig({ backends: [{ name: 'fake', url: `http://127.0.0.1:${fake.address().port}`, kind: 'vllm' }],
+    health: { interval_ms: 100, timeout_ms: 1000 } });
+  const g = await gridgate(['--config', cfg, '--threads', '1']);
+  try {
+    await waitModels(g, ['fk']);
+    const counted = async () => Number(/^gridgate_stream_errors_total\{reason="invalid_event"\} (\d+)/m
+      .exec((await http('GET', `${g.url}/metrics`)).body)?.[1] ?? 0);
+    // Pass-through (OpenAI client, OpenAI engine): the engine's bytes as they were, cut before the malformed event.
+    const r = await http('POST', `${g.url}/v1/chat/completions`, { body: chat('fk', { stream: true }) });
+    assert.equal(r.status, 200);
+    assert.ok(r.body.startsWith(': keep-alive comment\n\n' + chunk('A') + chunk('B')), r.body);
+    assert.doesNotMatch(r.body, /BROKEN|"C"/);
+    const ev = sseEvents(r.body);
+    assert.deepEqual(ev.slice(0, 2).map((e) => e.choices[0].delta.content), ['A', 'B']);
+    assert.equal(ev.length, 4, r.body); // A, B, the error event, [DONE]
+    assert.equal(ev[2].choices[0].finish_reason, 'error');
+    assert.match(ev[2].error.message, /not valid JSON; the stream stops there/);
+    assert.equal(ev[3], '[DONE]');
+    // Translated (Ollama client, OpenAI engine): the same order in NDJSON.
+    const o = await http('POST', `${g.url}/api/chat`, { body: chat('fk') });
+    assert.equal(o.status, 200);
+    const lines = ndjson(o.body);
+    assert.deepEqual(lines.slice(0, 2).map((l) => l.message.content), ['A', 'B'], o.body);
+    assert.equal(lines.length, 3, o.body);
+    assert.match(lines[2].error, /not valid JSON/);
+    assert.doesNotMatch(o.body, /BROKEN|"C"/);
+    assert.equal(await counted(), 2);
+    // gridgate hung up on the engine at the malformed event instead of reading on.
+    for (let i = 0; i < 200 && hungUp < 2; i++) await sleep(25);
+    assert.equal(streams, 2);
+    assert.equal(hungUp, 2);
+  } finally {
+    await g.stop();
+    fake.close();
+  }
 });
 
 test('bad keys: wrong, truncated, extended, empty or missing -> 401 in the caller dialect; the right key is served', async () => {
