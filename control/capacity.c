@@ -68,8 +68,8 @@ uint32_t gg_cap_step(gg_cap_state_t *s, const gg_cap_params_t *p, const gg_cap_s
     if (s->acc_obs >= or_default(p->min_obs, 3)) {
         uint64_t avg = s->acc_sum_us / s->acc_obs, base = baseline(s, at);
         /* Doubling a 1 ms TTFT takes only a busy host; a batching engine's queue costs a decode step or more. */
-        high = base > 0 && avg * 1000 >= base * or_default(p->rise_permille, 2000) &&
-               avg >= base + or_default(p->min_rise_us, 25000);
+        high =
+            base > 0 && avg * 1000 >= base * or_default(p->rise_permille, 2000) && avg >= base + or_default(p->min_rise_us, 25000);
         judged = 1;
         uint32_t old = s->bucket[at].ewma_us;
         uint64_t e = s->bucket[at].n ? (old * 3ull + avg) / 4 : avg;

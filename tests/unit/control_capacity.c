@@ -203,6 +203,5 @@ static void test_light_load_keeps_cap(void)
 }
 
 TEST_MAIN(test_init_and_bounds, test_queue_pulls_cap_to_running, test_ttft_rise_without_engine_metrics,
-          test_small_ttft_noise_is_not_a_rise,
-          test_thin_windows_accumulate, test_grows_while_flat_and_binding, test_settles_at_engine_seqs_under_noise,
-          test_ceiling_hold_and_backoff, test_light_load_keeps_cap)
+          test_small_ttft_noise_is_not_a_rise, test_thin_windows_accumulate, test_grows_while_flat_and_binding,
+          test_settles_at_engine_seqs_under_noise, test_ceiling_hold_and_backoff, test_light_load_keeps_cap)
