@@ -439,6 +439,15 @@ static void release_slot(uint32_t slot)
     pthread_mutex_unlock(&flow_lock);
 }
 
+/* A free `flows` slot, or UINT32_MAX when all are taken. */
+static uint32_t take_flow_slot(void)
+{
+    pthread_mutex_lock(&flow_lock);
+    uint32_t slot = n_free ? flow_free[--n_free] : UINT32_MAX;
+    pthread_mutex_unlock(&flow_lock);
+    return slot;
+}
+
 int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint32_t *flow)
 {
     if (!gg_bpf_splice_ready() || flow_tab == NULL)
@@ -447,9 +456,7 @@ int gg_bpf_splice_add(int fd_a, int fd_b, uint32_t kind, uint32_t *flow)
     int rc;
     if ((rc = cookie_of(fd_a, &cookie[0])) != 0 || (rc = cookie_of(fd_b, &cookie[1])) != 0)
         return rc;
-    pthread_mutex_lock(&flow_lock);
-    uint32_t slot = n_free ? flow_free[--n_free] : UINT32_MAX;
-    pthread_mutex_unlock(&flow_lock);
+    uint32_t slot = take_flow_slot();
     if (slot == UINT32_MAX)
         return -ENOSPC;
     struct gg_bpf_flow *f = &flow_tab[slot];
@@ -512,9 +519,7 @@ int gg_bpf_stream_join(int fd, uint32_t *flow)
     int rc = cookie_of(fd, &cookie);
     if (rc != 0)
         return rc;
-    pthread_mutex_lock(&flow_lock);
-    uint32_t slot = n_free ? flow_free[--n_free] : UINT32_MAX;
-    pthread_mutex_unlock(&flow_lock);
+    uint32_t slot = take_flow_slot();
     if (slot == UINT32_MAX)
         return -ENOSPC;
     struct gg_bpf_flow *f = &flow_tab[slot];

@@ -3,6 +3,7 @@
  * generated reference. Nested objects are rows of type T_OBJ (same base struct), arrays of objects T_OBJLIST
  * (each element its own struct, with its own rows). */
 #include "gridgate/config.h"
+#include "gridgate/guard.h"
 #include "gridgate/backend.h"
 #include "gridgate/httpc.h"
 
@@ -960,32 +961,6 @@ static void free_admin(void *base)
     cfg->admin_listen = cfg->admin_token = NULL;
 }
 
-static int check_cidr(const char *s)
-{
-    char addr[64];
-    const char *slash = strchr(s, '/');
-    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-    if (alen == 0 || alen >= sizeof(addr))
-        return -EINVAL;
-    memcpy(addr, s, alen);
-    addr[alen] = '\0';
-    unsigned char buf[16];
-    int maxbits;
-    if (inet_pton(AF_INET, addr, buf) == 1)
-        maxbits = 32;
-    else if (inet_pton(AF_INET6, addr, buf) == 1)
-        maxbits = 128;
-    else
-        return -EINVAL;
-    if (slash != NULL) {
-        char *end;
-        long bits = strtol(slash + 1, &end, 10);
-        if (slash[1] == '\0' || *end != '\0' || bits < 0 || bits > maxbits)
-            return -EINVAL;
-    }
-    return 0;
-}
-
 static int parse_approve(const struct opt *o, json_t *v, void *base, struct ctx *c)
 {
     const char *s = json_string_value(v);
@@ -1015,7 +990,7 @@ static int parse_trust(const struct opt *o, json_t *v, void *base, struct ctx *c
         return set_error(c, "expected a boolean or an array of CIDRs, got %s", json_type_name(v));
     for (size_t i = 0; i < json_array_size(v); i++) {
         json_t *e = json_array_get(v, i);
-        if (!json_is_string(e) || check_cidr(json_string_value(e)) != 0) {
+        if (!json_is_string(e) || gg_guard_parse_prefix(json_string_value(e), &(struct gg_guard_prefix){0}) != 0) {
             push_idx(c, (int)i);
             int r = json_is_string(e) ? set_error(c, "\"%s\" is not a CIDR (A.B.C.D/N or IPv6/N)", json_string_value(e))
                                       : set_error(c, "expected a CIDR string, got %s", json_type_name(e));

@@ -257,7 +257,8 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
     }
 }
 
-static void start_stream_response(call_t *c)
+/* The head of a streamed answer in the client's dialect: 200 with SSE or NDJSON. */
+static void set_stream_head(call_t *c)
 {
     h2o_req_t *req = c->req;
     unwatch(c);
@@ -269,6 +270,12 @@ static void start_stream_response(call_t *c)
     } else {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-ndjson"));
     }
+}
+
+static void start_stream_response(call_t *c)
+{
+    h2o_req_t *req = c->req;
+    set_stream_head(c);
     if (!c->gz_pass && gg_gzip_config.stream && gg_gzip_config.level > 0 && gg_client_accepts_gzip(req) &&
         gg_deflater_init(&c->gz_out, gg_gzip_config.level) == 0)
         c->gz_out_live = 1;
@@ -628,15 +635,7 @@ static int splice_eligible(call_t *c)
 static void splice_response(call_t *c)
 {
     h2o_req_t *req = c->req;
-    unwatch(c);
-    req->res.status = 200;
-    req->res.reason = "OK";
-    if (c->ri.dialect == GG_DIALECT_OPENAI) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
-    } else {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-ndjson"));
-    }
+    set_stream_head(c);
     c->head_sent = 1;
     c->final_sent = 1;
     c->spliced = 1;
