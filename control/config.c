@@ -4,6 +4,7 @@
  * (each element its own struct, with its own rows). */
 #include "gridgate/config.h"
 #include "gridgate/guard.h"
+#include "gridgate/splice.h"
 #include "gridgate/backend.h"
 #include "gridgate/httpc.h"
 
@@ -251,6 +252,7 @@ static int parse_admin(const struct opt *o, json_t *v, void *base, struct ctx *c
 static void free_admin(void *base);
 static int parse_trust(const struct opt *o, json_t *v, void *base, struct ctx *c);
 static int parse_approve(const struct opt *o, json_t *v, void *base, struct ctx *c);
+static int parse_splice_paths(const struct opt *o, json_t *v, void *base, struct ctx *c);
 static void free_trust(void *base);
 
 #define CFG(f) offsetof(gg_config_t, f)
@@ -374,6 +376,9 @@ static const struct opt bpf_opts[] = {
      .doc = "Hand each new connection to the worker thread holding the fewest (sk_reuseport; off: the kernel's hash)."},
     {"splice_streams", T_BOOL, CFG(bpf.splice_streams), .def = "false",
      .doc = "Splice plain HTTP/1.1 SSE/NDJSON responses backend->client in-kernel (backend connections join the sockmap)."},
+    {"splice_paths", T_CUSTOM, CFG(bpf.splice_paths), .parse = parse_splice_paths, .type_doc = "[path]",
+     .doc = "Only streams of these routes are spliced (/v1/chat/completions, /v1/completions, /api/chat, /api/generate); "
+            "default: all four."},
 };
 static const struct schema bpf_schema = {bpf_opts, sizeof(bpf_opts) / sizeof(bpf_opts[0])};
 
@@ -969,6 +974,34 @@ static int parse_approve(const struct opt *o, json_t *v, void *base, struct ctx 
         return 0;
     }
     return set_error(c, "expected \"auto\" or \"manual\"");
+}
+
+static int parse_splice_paths(const struct opt *o, json_t *v, void *base, struct ctx *c)
+{
+    uint32_t mask = 0;
+    size_t i;
+    json_t *e;
+    if (json_is_string(v)) /* one path, from the command line */
+        v = json_pack("[O]", v);
+    else
+        json_incref(v);
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        json_decref(v);
+        return set_error(c, "expected a non-empty list of paths (to splice nothing, set bpf.splice_streams to false)");
+    }
+    json_array_foreach(v, i, e)
+    {
+        int k = json_is_string(e) ? gg_splice_path_index(json_string_value(e), json_string_length(e)) : -1;
+        if (k < 0) {
+            json_decref(v);
+            return set_error(c, "[%zu]: not a streaming route (/v1/chat/completions, /v1/completions, /api/chat, /api/generate)",
+                             i);
+        }
+        mask |= 1u << k;
+    }
+    json_decref(v);
+    *AT(base, o->off, uint32_t) = mask;
+    return 0;
 }
 
 static int parse_trust(const struct opt *o, json_t *v, void *base, struct ctx *c)

@@ -296,6 +296,7 @@ int main(int argc, char **argv)
     if (gg_bpf_init(cfg.bpf.mode, cfg.bpf.pin_path) != 0)
         return 1;
     gg_splice_set_streams(cfg.bpf.splice_streams);
+    gg_splice_set_paths(cfg.bpf.splice_paths);
 
     gg_api_init(&cfg);
     if (gg_server_init(&so, gg_api_on_req) != 0 || start_guard() != 0)

@@ -629,6 +629,8 @@ static int splice_eligible(call_t *c)
         return 0;
     if (gg_gzip_config.stream && gg_gzip_config.level > 0 && gg_client_accepts_gzip(req))
         return 0;
+    if (!gg_splice_path_allowed(req->path_normalized.base, req->path_normalized.len))
+        return 0;
     return gg_splice_possible(c->up);
 }
 

@@ -35,11 +35,33 @@
 #define IDLE_TICK_MS 1000
 
 static _Atomic int streams_on;
+static _Atomic uint32_t paths_mask;
 static _Atomic uint64_t active;
 
 void gg_splice_set_streams(int on)
 {
     atomic_store(&streams_on, on != 0);
+}
+
+int gg_splice_path_index(const char *path, size_t len)
+{
+    static const char *const paths[] = {"/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate"};
+    for (int i = 0; i < (int)(sizeof(paths) / sizeof(paths[0])); i++)
+        if (strlen(paths[i]) == len && memcmp(paths[i], path, len) == 0)
+            return i;
+    return -1;
+}
+
+void gg_splice_set_paths(uint32_t mask)
+{
+    atomic_store(&paths_mask, mask);
+}
+
+int gg_splice_path_allowed(const char *path, size_t len)
+{
+    uint32_t mask = atomic_load_explicit(&paths_mask, memory_order_relaxed);
+    int i = gg_splice_path_index(path, len);
+    return i >= 0 && (mask == 0 || (mask >> i) & 1);
 }
 
 int gg_splice_streams(void)

@@ -85,8 +85,9 @@ typedef struct gg_config {
     char **trust_tenant_cidrs; /* when trust_tenant_header was a list: trusted only from these */
     size_t n_trust_tenant_cidrs;
     struct {
-        int mode;           /* enum gg_bpf_mode */
-        int splice_streams; /* splice SSE/NDJSON responses in-kernel (backend connections join the sockmap) */
+        int mode;              /* enum gg_bpf_mode */
+        int splice_streams;    /* splice SSE/NDJSON responses in-kernel (backend connections join the sockmap) */
+        uint32_t splice_paths; /* ...of these client paths (bit i: gg_splice_path_index i; 0: all) */
         char *pin_path;
         struct {
             char **interfaces; /* XDP guard attached here (none: not attached) */

@@ -19,6 +19,13 @@
 
 /** bpf.splice_streams: backend connections join the sockhash at connect and eligible streams are spliced. */
 void gg_splice_set_streams(int on);
+/** The streaming client paths (/v1/chat/completions, /v1/completions, /api/chat, /api/generate): the index of `path`,
+ * or -1. bpf.splice_paths names a subset of them as a bit mask of these indexes. */
+int gg_splice_path_index(const char *path, size_t len);
+/** bpf.splice_paths: the paths whose streams may be spliced (bit i: path index i; 0: all of them). */
+void gg_splice_set_paths(uint32_t mask);
+/** 1 when streams of this client path may be spliced. */
+int gg_splice_path_allowed(const char *path, size_t len);
 /** 1 when the switch is on and the kernel assist is loaded. */
 int gg_splice_streams(void);
 /** upstream.c at connect: joins the sockhash when stream splicing is on. 0, or -errno (stays in userspace). */

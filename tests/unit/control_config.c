@@ -2,6 +2,7 @@
  * command-line overrides and the generated reference. */
 #include "gridgate/backend.h"
 #include "gridgate/config.h"
+#include "gridgate/splice.h"
 #include "test.h"
 
 #include <errno.h>
@@ -293,4 +294,25 @@ static void test_doc(void)
     free(buf);
 }
 
-TEST_MAIN(test_defaults, test_full, test_errors, test_line_finding, test_file, test_command_line, test_doc)
+static void test_splice_paths(void)
+{
+    gg_config_t cfg;
+    CHECK_EQ_INT(parse("{}", &cfg), 0);
+    CHECK_EQ_INT(cfg.bpf.splice_paths, 0); /* all four streaming routes */
+    gg_config_free(&cfg);
+    CHECK_EQ_INT(parse("{\"bpf\": {\"splice_streams\": true, \"splice_paths\": [\"/api/chat\", \"/v1/chat/completions\"]}}", &cfg),
+                 0);
+    CHECK_EQ_INT(cfg.bpf.splice_paths, (1u << gg_splice_path_index("/api/chat", 9)) | 1u);
+    gg_config_free(&cfg);
+    expect_error("{\"bpf\": {\"splice_paths\": [\"/v1/embeddings\"]}}",
+                 "t.json:1: bpf.splice_paths: [0]: not a streaming route (/v1/chat/completions, /v1/completions, /api/chat, "
+                 "/api/generate)");
+    expect_error("{\"bpf\": {\"splice_paths\": []}}",
+                 "t.json:1: bpf.splice_paths: expected a non-empty list of paths (to splice nothing, set bpf.splice_streams to "
+                 "false)");
+    expect_error("{\"bpf\": {\"splice_paths\": [\"/api/chat\", 7]}}",
+                 "t.json:1: bpf.splice_paths: [1]: not a streaming route (/v1/chat/completions, /v1/completions, /api/chat, "
+                 "/api/generate)");
+}
+
+TEST_MAIN(test_defaults, test_full, test_errors, test_line_finding, test_file, test_command_line, test_doc, test_splice_paths)

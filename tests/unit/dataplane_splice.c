@@ -87,4 +87,16 @@ static void off_without_bpf(void)
     CHECK_EQ_INT(gg_splice_active(), 0);
 }
 
-TEST_MAIN(tail_openai, tail_ollama, tail_odd, off_without_bpf)
+static void route_switch(void)
+{
+    /* bpf.splice_paths: none named means every streaming route; otherwise only those named */
+    gg_splice_set_paths(0);
+    CHECK(gg_splice_path_allowed("/v1/chat/completions", 20) && gg_splice_path_allowed("/api/generate", 13));
+    CHECK(!gg_splice_path_allowed("/v1/embeddings", 14) && !gg_splice_path_allowed("/v1/chat/completionsX", 21));
+    gg_splice_set_paths(1u << gg_splice_path_index("/api/chat", 9));
+    CHECK(gg_splice_path_allowed("/api/chat", 9));
+    CHECK(!gg_splice_path_allowed("/v1/chat/completions", 20) && !gg_splice_path_allowed("/api/generate", 13));
+    gg_splice_set_paths(0);
+}
+
+TEST_MAIN(tail_openai, tail_ollama, tail_odd, off_without_bpf, route_switch)
