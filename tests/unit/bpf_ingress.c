@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -96,6 +97,7 @@ static uint64_t stat(enum gg_guard_stat k)
     int n = libbpf_num_possible_cpus();
     uint64_t v[n > 0 ? n : 1], sum = 0;
     uint32_t key = k;
+    memset(v, 0, sizeof(v)); /* valgrind's model of bpf(2) marks one CPU's value written, not all of them */
     if (bpf_map_lookup_elem(bpf_map__fd(sk->maps.guard_stats), &key, v) != 0)
         return UINT64_MAX;
     for (int i = 0; i < n; i++)
