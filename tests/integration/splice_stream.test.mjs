@@ -2,23 +2,19 @@
 // so, otherwise). A real gridgate with --bpf on and bpf.splice_streams, real enginesim vllm and ollama flavours, and a
 // raw keep-alive client that sees the exact bytes on the wire: streams are compared, de-chunked and with the engine's
 // ids and timestamps masked, with the same request through a gridgate that does not splice.
+// Everything runs inside a network namespace the file creates (tests/lib/netns.mjs) and always deletes: gridgate,
+// enginesim, the raw backend and every client; maps are pinned under the namespace's bpffs. The clients (and their
+// assertions) run in node processes inside the namespace: their source is sent with the helpers below (PRELUDE).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { ROOT, enginesim, gridgate, http, sleep, writeConfig, waitModels } from '../lib/harness.mjs';
+import { ROOT, writeConfig } from '../lib/harness.mjs';
+import { netns, netnsExists, isRoot } from '../lib/netns.mjs';
 
-const root = process.getuid && process.getuid() === 0;
+const root = isRoot;
 const skip = root ? false : 'SKIPPED: needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) to splice in-kernel';
 if (!root) console.log(`# splice_stream: ${skip}`);
-const pins = [];
-let pinSeq = 0;
-const pinPath = () => {
-  const p = `/sys/fs/bpf/gg-sse-${process.pid}-${pinSeq++}`;
-  pins.push(p);
-  return p;
-};
 
 /** One client connection that sends requests one after another and returns each response as it came on the wire. */
 class Conn {
@@ -128,6 +124,18 @@ const mask = (s) =>
 
 const chat = (n, extra = {}) => ({ model: 'm1', stream: true, messages: [{ role: 'user', content: 'hi' }], max_tokens: n, ...extra });
 const ochat = (n) => ({ model: 'llama3', stream: true, messages: [{ role: 'user', content: 'hi' }], options: { num_predict: n } });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** One HTTP request from inside the namespace: { status, body, json }. */
+async function http(method, url, { body } = {}) {
+  const r = await fetch(url, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+  const text = await r.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {}
+  return { status: r.status, body: text, json };
+}
 
 async function metric(gw, name) {
   const m = (await http('GET', `${gw.url}/metrics`)).body.match(new RegExp(`^${name} (\\d+)`, 'm'));
@@ -138,83 +146,63 @@ function accessLog(file) {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
 }
 
-let vllm, ollama, gwOn, gwOff, logOn;
-before(async () => {
-  if (!root) return;
-  vllm = await enginesim('vllm', ['m1'], ['--decode-ms', '1']);
-  ollama = await enginesim('ollama', ['llama3'], ['--decode-ms', '1', '--max-seqs', '64', '--max-queue', '0']);
-  const backends = [{ name: 'v', url: vllm.url, kind: 'vllm', max_inflight: 64 }, { name: 'o', url: ollama.url, kind: 'ollama', max_inflight: 64 }];
-  logOn = path.join(fs.mkdtempSync('/tmp/gg-sse-'), 'access.log');
-  gwOn = await gridgate(['--config', await writeConfig({ backends, bpf: { splice_streams: true } }), '--bpf', 'on', '--pin-path', pinPath(), '--access-log', logOn]);
-  gwOff = await gridgate(['--config', await writeConfig({ backends }), '--bpf', 'off']);
-  await waitModels(gwOn, ['m1', 'llama3']);
-  await waitModels(gwOff, ['m1', 'llama3']);
-});
-
-after(async () => {
-  for (const p of [gwOn, gwOff, vllm, ollama]) if (p) await p.stop();
-  for (const p of pins) fs.rmSync(p, { recursive: true, force: true });
-});
-
-test('byte-exact: SSE and NDJSON, short and large, equal to the unspliced stream; keep-alive 2nd/3rd requests; counters', { skip }, async () => {
-  const k0 = await metric(gwOn, 'gridgate_spliced_bytes_total');
-  const s0 = await metric(gwOn, 'gridgate_spliced_streams_total');
-  const logged0 = accessLog(logOn).length;
-  const on = new Conn(gwOn.port);
-  const off = new Conn(gwOff.port);
-  await Promise.all([on.ready, off.ready]);
-  const cases = [
-    ['/v1/chat/completions', chat(40)],
-    ['/v1/chat/completions', chat(3000, { ignore_eos: true })],
-    ['/api/chat', ochat(40)],
-    ['/api/chat', ochat(3000)],
-    ['/v1/chat/completions', chat(200, { ignore_eos: true, stream_options: { include_usage: true } })],
-  ];
-  let raw = 0;
-  const usage = [];
-  for (const [p, body] of cases) {
-    const a = await on.request(p, body);
-    const b = await off.request(p, body);
-    assert.equal(a.status, 200);
-    assert.ok(a.complete, `${p}: the spliced stream ended with its last chunk`);
-    assert.match(a.headers['transfer-encoding'], /chunked/, 'the backend framing is passed through');
-    assert.equal(a.headers['content-type'], b.headers['content-type']);
-    assert.equal(mask(a.body), mask(b.body), `${p} ${body.max_tokens ?? body.options.num_predict}: spliced == userspace`);
-    raw += a.raw;
-    const m = [...b.body.matchAll(/"(?:completion_tokens|eval_count)":(\d+)/g)].pop();
-    usage.push(m ? Number(m[1]) : null);
+async function waitModels(url, models, ms = 15000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await http('GET', `${url}/v1/models`);
+      const ids = new Set((last.json?.data || []).map((m) => m.id));
+      if (models.every((m) => ids.has(m))) return true;
+    } catch {}
+    await sleep(50);
   }
-  // the same connection still serves a buffered answer after the spliced ones
-  const j = await on.request('/v1/chat/completions', { ...chat(5), stream: false });
-  assert.equal(j.status, 200);
-  assert.equal(JSON.parse(j.body).object, 'chat.completion');
-  on.close();
-  off.close();
-  await sleep(300);
-  const lines = accessLog(logOn).slice(logged0).filter((e) => e.stream);
-  assert.equal(lines.length, cases.length);
-  assert.ok(lines.every((e) => e.spliced === true && !e.error), JSON.stringify(lines));
-  assert.equal(lines.reduce((t, e) => t + e.bytes_out, 0), raw, 'bytes_out is every body byte the client got');
-  const kernel = (await metric(gwOn, 'gridgate_spliced_bytes_total')) - k0;
-  assert.equal(kernel, lines.reduce((t, e) => t + e.spliced_bytes, 0), 'counter == per-stream kernel bytes');
-  assert.ok(kernel > raw / 2, `most bytes went in-kernel (${kernel} of ${raw})`);
-  assert.equal((await metric(gwOn, 'gridgate_spliced_streams_total')) - s0, cases.length);
-  // usage: the include_usage stream's final chunk is in the verdict's tail; the Ollama streams carry eval_count
-  assert.equal(usage[4], 200);
-  assert.equal(lines[4].tokens_out, usage[4]);
-  assert.equal(lines[2].tokens_out, usage[2]);
-  assert.equal(lines[3].tokens_out, usage[3]);
-});
+  throw new Error(`models ${models} not all listed in ${ms} ms; last: ${last?.body}`);
+}
+
+/** The raw backend's events: 100 bytes each. */
+function event(i) {
+  const s = `data: {"n":${i},"pad":"`;
+  return s + 'x'.repeat(100 - s.length - 4) + '"}\n\n';
+}
+
+function checkEvents(body, n) {
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    const e = event(i);
+    if (body.startsWith(e, at) === false) return false;
+    at += e.length;
+  }
+  return body.length === at + 14 && body.endsWith('data: [DONE]\n\n');
+}
+
+/** What a client function sees: modules, then the helpers above, by source. */
+const PRELUDE = [
+  "const { default: net } = await import('node:net');",
+  "const { default: fs } = await import('node:fs');",
+  "const { default: assert } = await import('node:assert/strict');",
+  Conn, `const mask = ${mask};`, `const chat = ${chat};`, `const ochat = ${ochat};`, `const sleep = ${sleep};`,
+  http, metric, accessLog, waitModels, event, checkEvents,
+].map(String).join('\n');
+
+let ns;
+/** Runs `fn` (self-contained but for PRELUDE) in a node process inside the namespace; resolves to what it returns. */
+const inNs = (fn, ...args) => ns.node(`async (...args) => {\n${PRELUDE}\nreturn (await (${fn})(...args)) ?? null;\n}`, ...args);
+
+async function up(gw, models) {
+  try {
+    await inNs(waitModels, gw.url, models);
+  } catch (e) {
+    throw new Error(`${e.message}\n${gw.output()}`);
+  }
+}
 
 /** A backend of our own for what enginesim does not do: close-delimited SSE, and a stream written as fast as TCP takes
  * it (to stall a client against). `user` in the request picks the answer: "close:N" or "chunked:N" events of 100 bytes,
- * then [DONE]. written() is what it managed to hand to its socket so far. */
-function rawBackend() {
+ * then [DONE]. GET /_written says what it managed to hand to its socket so far. Runs as a node process in the
+ * namespace (its source is sent, with event()). */
+function rawBackendMain() {
   let written = 0;
-  const event = (i) => {
-    const s = `data: {"n":${i},"pad":"`;
-    return s + 'x'.repeat(100 - s.length - 4) + '"}\n\n';
-  };
   const server = net.createServer((sock) => {
     let buf = '';
     sock.on('error', () => {});
@@ -229,6 +217,11 @@ function rawBackend() {
       buf = buf.slice(end + 4 + len);
       if (head.startsWith('GET /v1/models')) {
         const j = JSON.stringify({ object: 'list', data: [{ id: 'big', object: 'model' }] });
+        sock.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${j.length}\r\n\r\n${j}`);
+        return;
+      }
+      if (head.startsWith('GET /_written')) {
+        const j = JSON.stringify({ written });
         sock.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${j.length}\r\n\r\n${j}`);
         return;
       }
@@ -255,187 +248,272 @@ function rawBackend() {
       else sock.end();
     });
   });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({ url: `http://127.0.0.1:${server.address().port}`, written: () => written, reset: () => (written = 0), close: () => server.close(), event }),
-    ),
-  );
+  server.listen(0, '127.0.0.1', () => console.log(`listening on http://127.0.0.1:${server.address().port}`));
 }
 
-function checkEvents(body, n, event) {
-  let at = 0;
-  for (let i = 0; i < n; i++) {
-    const e = event(i);
-    if (body.startsWith(e, at) === false) return false;
-    at += e.length;
-  }
-  return body.length === at + 14 && body.endsWith('data: [DONE]\n\n');
+const rawBackend = () =>
+  ns.start(process.execPath, ['--input-type=module', '-e', `const { default: net } = await import('node:net');\n${event}\n(${rawBackendMain})();`]);
+
+/** A gridgate in the namespace splicing streams from `backends`, its maps pinned under the namespace's bpffs. */
+async function splicing(backends, pin, extra = []) {
+  const gw = await ns.gridgate(['--config', await writeConfig({ backends, bpf: { splice_streams: true } }), '--bpf', 'on', '--pin-path', ns.pinPath(pin), ...extra]);
+  assert.ok(fs.readdirSync(ns.pinPath(pin)).length > 0, `maps pinned under the namespace's bpffs (${ns.pinPath(pin)})`);
+  return gw;
 }
+
+const where = (p) => ({ url: p.url, port: p.port });
+let vllm, ollama, gwOn, gwOff, logOn, env;
+before(async () => {
+  if (!root) return;
+  ns = netns('sse');
+  vllm = await ns.enginesim('vllm', ['m1'], ['--decode-ms', '1']);
+  ollama = await ns.enginesim('ollama', ['llama3'], ['--decode-ms', '1', '--max-seqs', '64', '--max-queue', '0']);
+  const backends = [{ name: 'v', url: vllm.url, kind: 'vllm', max_inflight: 64 }, { name: 'o', url: ollama.url, kind: 'ollama', max_inflight: 64 }];
+  logOn = path.join(fs.mkdtempSync('/tmp/gg-sse-'), 'access.log');
+  gwOn = await splicing(backends, 'on', ['--access-log', logOn]);
+  gwOff = await ns.gridgate(['--config', await writeConfig({ backends }), '--bpf', 'off']);
+  await up(gwOn, ['m1', 'llama3']);
+  await up(gwOff, ['m1', 'llama3']);
+  env = { gwOn: where(gwOn), gwOff: where(gwOff), vllm: where(vllm), logOn };
+});
+
+after(async () => {
+  if (!ns) return;
+  const name = ns.name;
+  await ns.remove(); // stops every process in it, unmounts its bpffs (and the pins), deletes it
+  assert.equal(netnsExists(name), false, `namespace ${name} deleted`);
+});
+
+test('byte-exact: SSE and NDJSON, short and large, equal to the unspliced stream; keep-alive 2nd/3rd requests; counters', { skip }, async () => {
+  await inNs(async ({ gwOn, gwOff, logOn }) => {
+    const k0 = await metric(gwOn, 'gridgate_spliced_bytes_total');
+    const s0 = await metric(gwOn, 'gridgate_spliced_streams_total');
+    const logged0 = accessLog(logOn).length;
+    const on = new Conn(gwOn.port);
+    const off = new Conn(gwOff.port);
+    await Promise.all([on.ready, off.ready]);
+    const cases = [
+      ['/v1/chat/completions', chat(40)],
+      ['/v1/chat/completions', chat(3000, { ignore_eos: true })],
+      ['/api/chat', ochat(40)],
+      ['/api/chat', ochat(3000)],
+      ['/v1/chat/completions', chat(200, { ignore_eos: true, stream_options: { include_usage: true } })],
+    ];
+    let raw = 0;
+    const usage = [];
+    for (const [p, body] of cases) {
+      const a = await on.request(p, body);
+      const b = await off.request(p, body);
+      assert.equal(a.status, 200);
+      assert.ok(a.complete, `${p}: the spliced stream ended with its last chunk`);
+      assert.match(a.headers['transfer-encoding'], /chunked/, 'the backend framing is passed through');
+      assert.equal(a.headers['content-type'], b.headers['content-type']);
+      assert.equal(mask(a.body), mask(b.body), `${p} ${body.max_tokens ?? body.options.num_predict}: spliced == userspace`);
+      raw += a.raw;
+      const m = [...b.body.matchAll(/"(?:completion_tokens|eval_count)":(\d+)/g)].pop();
+      usage.push(m ? Number(m[1]) : null);
+    }
+    // the same connection still serves a buffered answer after the spliced ones
+    const j = await on.request('/v1/chat/completions', { ...chat(5), stream: false });
+    assert.equal(j.status, 200);
+    assert.equal(JSON.parse(j.body).object, 'chat.completion');
+    on.close();
+    off.close();
+    await sleep(300);
+    const lines = accessLog(logOn).slice(logged0).filter((e) => e.stream);
+    assert.equal(lines.length, cases.length);
+    assert.ok(lines.every((e) => e.spliced === true && !e.error), JSON.stringify(lines));
+    assert.equal(lines.reduce((t, e) => t + e.bytes_out, 0), raw, 'bytes_out is every body byte the client got');
+    const kernel = (await metric(gwOn, 'gridgate_spliced_bytes_total')) - k0;
+    assert.equal(kernel, lines.reduce((t, e) => t + e.spliced_bytes, 0), 'counter == per-stream kernel bytes');
+    assert.ok(kernel > raw / 2, `most bytes went in-kernel (${kernel} of ${raw})`);
+    assert.equal((await metric(gwOn, 'gridgate_spliced_streams_total')) - s0, cases.length);
+    // usage: the include_usage stream's final chunk is in the verdict's tail; the Ollama streams carry eval_count
+    assert.equal(usage[4], 200);
+    assert.equal(lines[4].tokens_out, usage[4]);
+    assert.equal(lines[2].tokens_out, usage[2]);
+    assert.equal(lines[3].tokens_out, usage[3]);
+  }, env);
+});
 
 test('close-delimited SSE, backend FIN with data still queued in-kernel: every byte, then close', { skip }, async () => {
   const be = await rawBackend();
-  const gw = await gridgate(['--config', await writeConfig({ backends: [{ name: 'raw', url: be.url, kind: 'vllm' }], bpf: { splice_streams: true } }), '--bpf', 'on', '--pin-path', pinPath()]);
+  const gw = await splicing([{ name: 'raw', url: be.url, kind: 'vllm' }], 'close');
   try {
-    await waitModels(gw, ['big']);
-    const k0 = await metric(gw, 'gridgate_spliced_bytes_total');
-    for (const n of [10, 80000]) {
-      const c = new Conn(gw.port);
-      await c.ready;
-      const r = await c.request('/v1/chat/completions', { model: 'big', stream: true, messages: [{ role: 'user', content: 'x' }], user: `close:${n}` });
-      assert.equal(r.status, 200);
-      assert.equal(r.headers['transfer-encoding'], undefined, 'close-delimited passed through');
-      assert.ok(checkEvents(r.body, n, be.event), `close:${n} exact (${r.body.length} bytes)`);
-      c.close();
-    }
-    assert.ok((await metric(gw, 'gridgate_spliced_bytes_total')) - k0 > 4000000, 'the 8 MB stream went mostly in-kernel');
+    await up(gw, ['big']);
+    await inNs(async (gw) => {
+      const k0 = await metric(gw, 'gridgate_spliced_bytes_total');
+      for (const n of [10, 80000]) {
+        const c = new Conn(gw.port);
+        await c.ready;
+        const r = await c.request('/v1/chat/completions', { model: 'big', stream: true, messages: [{ role: 'user', content: 'x' }], user: `close:${n}` });
+        assert.equal(r.status, 200);
+        assert.equal(r.headers['transfer-encoding'], undefined, 'close-delimited passed through');
+        assert.ok(checkEvents(r.body, n), `close:${n} exact (${r.body.length} bytes)`);
+        c.close();
+      }
+      assert.ok((await metric(gw, 'gridgate_spliced_bytes_total')) - k0 > 4000000, 'the 8 MB stream went mostly in-kernel');
+    }, where(gw));
   } finally {
     await gw.stop();
-    be.close();
+    await be.stop();
   }
 });
 
 test('stalled client: kernel memory stays bounded (stall fallback), then every byte arrives in order', { skip }, async () => {
   const be = await rawBackend();
   const log = path.join(fs.mkdtempSync('/tmp/gg-sse-'), 'access.log');
-  const gw = await gridgate(['--config', await writeConfig({ backends: [{ name: 'raw', url: be.url, kind: 'vllm' }], bpf: { splice_streams: true } }), '--bpf', 'on', '--pin-path', pinPath(), '--access-log', log]);
+  const gw = await splicing([{ name: 'raw', url: be.url, kind: 'vllm' }], 'stall', ['--access-log', log]);
   try {
-    await waitModels(gw, ['big']);
-    const n = 1000000; // 100 MB of events
-    const c = new Conn(gw.port);
-    await c.ready;
-    c.send('/v1/chat/completions', { model: 'big', stream: true, messages: [{ role: 'user', content: 'x' }], user: `chunked:${n}` });
-    while (c.buf.indexOf('\r\n\r\n') < 0) await c.more();
-    c.sock.pause();
-    await sleep(3000);
-    const inFlight = be.written();
-    // what the backend could write while nobody read: socket buffers plus at most GG_BPF_STALL_LIMIT (16 MB) redirected
-    assert.ok(inFlight < 48 * 1024 * 1024, `backend wrote ${inFlight} bytes into a stalled client`);
-    c.sock.resume();
-    const r = await c.response();
-    // (h2o closes a keep-alive connection idle for 10 s: the next request goes first, the checks after)
-    // the backend shares this busy test process, so its health probes may have failed meanwhile: wait for it
-    let again;
-    for (let i = 0; i < 100; i++) {
-      again = await c.request('/v1/chat/completions', { model: 'big', stream: true, messages: [{ role: 'user', content: 'x' }], user: 'chunked:50' });
-      if (again.status !== 503) break;
-      await sleep(100);
-    }
-    assert.ok(r.complete);
-    assert.ok(checkEvents(r.body, n, be.event), 'exact after the stall');
-    assert.ok(checkEvents(again.body, 50, be.event), `keep-alive after a stalled stream: ${again.status} ${again.complete} ${again.body.slice(0, 300)}`);
-    c.close();
+    await up(gw, ['big']);
+    const inFlight = await inNs(async (gw, be) => {
+      const n = 1000000; // 100 MB of events
+      const c = new Conn(gw.port);
+      await c.ready;
+      c.send('/v1/chat/completions', { model: 'big', stream: true, messages: [{ role: 'user', content: 'x' }], user: `chunked:${n}` });
+      while (c.buf.indexOf('\r\n\r\n') < 0) await c.more();
+      c.sock.pause();
+      await sleep(3000);
+      const inFlight = (await http('GET', `${be.url}/_written`)).json.written;
+      // what the backend could write while nobody read: socket buffers plus at most GG_BPF_STALL_LIMIT (16 MB) redirected
+      assert.ok(inFlight < 48 * 1024 * 1024, `backend wrote ${inFlight} bytes into a stalled client`);
+      c.sock.resume();
+      const r = await c.response();
+      // (h2o closes a keep-alive connection idle for 10 s: the next request goes first, the checks after)
+      // the backend's health probes may have failed meanwhile on a busy machine: wait for it
+      let again;
+      for (let i = 0; i < 100; i++) {
+        again = await c.request('/v1/chat/completions', { model: 'big', stream: true, messages: [{ role: 'user', content: 'x' }], user: 'chunked:50' });
+        if (again.status !== 503) break;
+        await sleep(100);
+      }
+      assert.ok(r.complete);
+      assert.ok(checkEvents(r.body, n), 'exact after the stall');
+      assert.ok(checkEvents(again.body, 50), `keep-alive after a stalled stream: ${again.status} ${again.complete} ${again.body.slice(0, 300)}`);
+      c.close();
+      return inFlight;
+    }, where(gw), where(be));
     console.log(`# stalled client: backend wrote ${(inFlight / 1048576).toFixed(1)} MB of 100 MB before back-pressure`);
   } finally {
     await gw.stop();
-    be.close();
+    await be.stop();
   }
 });
 
 test('aborts: client abort mid-splice cancels the engine; backend reset mid-splice closes the client; both keep serving', { skip }, async () => {
-  const logged0 = accessLog(logOn).length;
-  const st0 = (await http('GET', `${vllm.url}/_sim/stats`)).json;
-  const c = new Conn(gwOn.port);
-  await c.ready;
-  c.send('/v1/chat/completions', chat(100000, { ignore_eos: true }));
-  while (c.buf.length < 20000) await c.more();
-  c.close();
-  let cancelled = false;
-  for (let i = 0; i < 100 && !cancelled; i++) {
-    await sleep(50);
-    cancelled = (await http('GET', `${vllm.url}/_sim/stats`)).json.cancelled > st0.cancelled;
-  }
-  assert.ok(cancelled, 'the engine saw the stream cancelled');
+  await inNs(async ({ gwOn, vllm, logOn }) => {
+    const logged0 = accessLog(logOn).length;
+    const st0 = (await http('GET', `${vllm.url}/_sim/stats`)).json;
+    const c = new Conn(gwOn.port);
+    await c.ready;
+    c.send('/v1/chat/completions', chat(100000, { ignore_eos: true }));
+    while (c.buf.length < 20000) await c.more();
+    c.close();
+    let cancelled = false;
+    for (let i = 0; i < 100 && !cancelled; i++) {
+      await sleep(50);
+      cancelled = (await http('GET', `${vllm.url}/_sim/stats`)).json.cancelled > st0.cancelled;
+    }
+    assert.ok(cancelled, 'the engine saw the stream cancelled');
 
-  await http('POST', `${vllm.url}/_sim/fault`, { body: { mode: 'reset_after', after_tokens: 300, count: 1 } });
-  const d = new Conn(gwOn.port);
-  await d.ready;
-  const r = await d.request('/v1/chat/completions', chat(2000, { ignore_eos: true }));
-  assert.equal(r.status, 200);
-  assert.equal(r.complete, false, 'a stream the backend broke does not end with a last chunk');
-  assert.ok(d.closed, 'and the client connection is closed');
-  await http('POST', `${vllm.url}/_sim/fault`, { body: { mode: 'none' } });
+    await http('POST', `${vllm.url}/_sim/fault`, { body: { mode: 'reset_after', after_tokens: 300, count: 1 } });
+    const d = new Conn(gwOn.port);
+    await d.ready;
+    const r = await d.request('/v1/chat/completions', chat(2000, { ignore_eos: true }));
+    assert.equal(r.status, 200);
+    assert.equal(r.complete, false, 'a stream the backend broke does not end with a last chunk');
+    assert.ok(d.closed, 'and the client connection is closed');
+    await http('POST', `${vllm.url}/_sim/fault`, { body: { mode: 'none' } });
 
-  // the reset counts against the backend (as in userspace): wait for health to take it back
-  const e = new Conn(gwOn.port);
-  await e.ready;
-  let ok;
-  for (let i = 0; i < 100; i++) {
-    ok = await e.request('/v1/chat/completions', chat(30));
-    if (ok.status !== 503) break;
-    await sleep(100);
-  }
-  assert.ok(ok.complete && ok.body.endsWith('data: [DONE]\n\n'), `after the aborts: ${ok.status} ${ok.complete} ${ok.body.slice(-200)}`);
-  e.close();
-  await sleep(300);
-  const lines = accessLog(logOn).slice(logged0);
-  assert.ok(lines.some((l) => l.error === 'client went away' && l.spliced), JSON.stringify(lines));
-  assert.ok(lines.some((l) => /upstream/.test(l.error || '') && l.spliced), JSON.stringify(lines));
+    // the reset counts against the backend (as in userspace): wait for health to take it back
+    const e = new Conn(gwOn.port);
+    await e.ready;
+    let ok;
+    for (let i = 0; i < 100; i++) {
+      ok = await e.request('/v1/chat/completions', chat(30));
+      if (ok.status !== 503) break;
+      await sleep(100);
+    }
+    assert.ok(ok.complete && ok.body.endsWith('data: [DONE]\n\n'), `after the aborts: ${ok.status} ${ok.complete} ${ok.body.slice(-200)}`);
+    e.close();
+    await sleep(300);
+    const lines = accessLog(logOn).slice(logged0);
+    assert.ok(lines.some((l) => l.error === 'client went away' && l.spliced), JSON.stringify(lines));
+    assert.ok(lines.some((l) => /upstream/.test(l.error || '') && l.spliced), JSON.stringify(lines));
+  }, env);
 });
 
 test('stress: thousands of spliced responses over parallel keep-alive connections, every byte checked', { skip }, async () => {
-  const expect = new Map();
-  const ref = new Conn(gwOff.port);
-  await ref.ready;
-  const kinds = [];
-  for (let n = 1; n <= 48; n++) {
-    kinds.push(['/v1/chat/completions', chat(n, { ignore_eos: true })], ['/api/chat', ochat(n)]);
-  }
-  for (const [p, b] of kinds) expect.set(p + JSON.stringify(b), mask((await ref.request(p, b)).body));
-  ref.close();
-  const s0 = await metric(gwOn, 'gridgate_spliced_streams_total');
   const total = Number(process.env.GG_SPLICE_STRESS || 2000);
-  let next = 0, ok = 0, bad = 0;
-  const why = [];
-  const logged0 = accessLog(logOn).length;
-  const worker = async (w) => {
-    let c = new Conn(gwOn.port);
-    await c.ready;
-    while (next < total) {
-      const i = next++;
-      const [p, b] = kinds[(i * 7 + w) % kinds.length];
-      let r;
-      try {
-        r = await c.request(p, b);
-      } catch (e) {
-        r = { status: 0, error: e.message };
-      }
-      if (r.status === 200 && r.complete && mask(r.body) === expect.get(p + JSON.stringify(b))) ok++;
-      else {
-        bad++;
-        why.push(`#${i} ${p} ${r.status} ${r.error || ''} complete=${r.complete} ${(r.body || '').slice(0, 120)}`);
-        c.close();
-        c = new Conn(gwOn.port);
-        await c.ready;
-        continue;
-      }
-      if (i % 97 === 0) {
-        c.close(); // fresh connections too
-        c = new Conn(gwOn.port);
-        await c.ready;
-      }
+  const r = await inNs(async ({ gwOn, gwOff, logOn }, total) => {
+    const expect = new Map();
+    const ref = new Conn(gwOff.port);
+    await ref.ready;
+    const kinds = [];
+    for (let n = 1; n <= 48; n++) {
+      kinds.push(['/v1/chat/completions', chat(n, { ignore_eos: true })], ['/api/chat', ochat(n)]);
     }
-    c.close();
-  };
-  await Promise.all(Array.from({ length: 32 }, (_, w) => worker(w)));
-  const errs = accessLog(logOn).slice(logged0).filter((l) => l.error);
-  assert.equal(bad, 0, `${bad} corrupted or broken of ${total}: ${why.slice(0, 5).join(' | ')}; access log errors: ${JSON.stringify(errs.slice(0, 5))}`);
-  assert.equal(ok, total);
-  const spliced = (await metric(gwOn, 'gridgate_spliced_streams_total')) - s0;
-  assert.ok(spliced > total * 0.9, `${spliced} of ${total} went through the kernel`);
+    for (const [p, b] of kinds) expect.set(p + JSON.stringify(b), mask((await ref.request(p, b)).body));
+    ref.close();
+    const s0 = await metric(gwOn, 'gridgate_spliced_streams_total');
+    let next = 0, ok = 0, bad = 0;
+    const why = [];
+    const logged0 = accessLog(logOn).length;
+    const worker = async (w) => {
+      let c = new Conn(gwOn.port);
+      await c.ready;
+      while (next < total) {
+        const i = next++;
+        const [p, b] = kinds[(i * 7 + w) % kinds.length];
+        let r;
+        try {
+          r = await c.request(p, b);
+        } catch (e) {
+          r = { status: 0, error: e.message };
+        }
+        if (r.status === 200 && r.complete && mask(r.body) === expect.get(p + JSON.stringify(b))) ok++;
+        else {
+          bad++;
+          why.push(`#${i} ${p} ${r.status} ${r.error || ''} complete=${r.complete} ${(r.body || '').slice(0, 120)}`);
+          c.close();
+          c = new Conn(gwOn.port);
+          await c.ready;
+          continue;
+        }
+        if (i % 97 === 0) {
+          c.close(); // fresh connections too
+          c = new Conn(gwOn.port);
+          await c.ready;
+        }
+      }
+      c.close();
+    };
+    await Promise.all(Array.from({ length: 32 }, (_, w) => worker(w)));
+    const errs = accessLog(logOn).slice(logged0).filter((l) => l.error);
+    const spliced = (await metric(gwOn, 'gridgate_spliced_streams_total')) - s0;
+    return { ok, bad, why: why.slice(0, 5), errs: errs.slice(0, 5), spliced };
+  }, env, total);
+  assert.equal(r.bad, 0, `${r.bad} corrupted or broken of ${total}: ${r.why.join(' | ')}; access log errors: ${JSON.stringify(r.errs)}`);
+  assert.equal(r.ok, total);
+  assert.ok(r.spliced > total * 0.9, `${r.spliced} of ${total} went through the kernel`);
 });
 
 test('the official openai client streams through a spliced path', { skip }, async () => {
-  const { default: OpenAI } = await import(path.join(ROOT, 'tests/clients/node_modules/openai/index.mjs'));
-  const s0 = await metric(gwOn, 'gridgate_spliced_streams_total');
-  const client = new OpenAI({ baseURL: `${gwOn.url}/v1`, apiKey: 'x' });
-  for (let k = 0; k < 3; k++) {
-    const stream = await client.chat.completions.create({ model: 'm1', stream: true, max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: 'hi' }] });
-    let text = '', chunks = 0;
-    for await (const ch of stream) {
-      chunks++;
-      text += ch.choices[0]?.delta?.content || '';
+  // imported by absolute path: the client runs from no directory of the project
+  const openai = path.join(ROOT, 'tests/clients/node_modules/openai/index.mjs');
+  await inNs(async ({ gwOn }, openai) => {
+    const { default: OpenAI } = await import(openai);
+    const s0 = await metric(gwOn, 'gridgate_spliced_streams_total');
+    const client = new OpenAI({ baseURL: `${gwOn.url}/v1`, apiKey: 'x' });
+    for (let k = 0; k < 3; k++) {
+      const stream = await client.chat.completions.create({ model: 'm1', stream: true, max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: 'hi' }] });
+      let text = '', chunks = 0;
+      for await (const ch of stream) {
+        chunks++;
+        text += ch.choices[0]?.delta?.content || '';
+      }
+      assert.ok(chunks >= 64 && text.length > 0, `stream ${k}: ${chunks} chunks`);
     }
-    assert.ok(chunks >= 64 && text.length > 0, `stream ${k}: ${chunks} chunks`);
-  }
-  assert.equal((await metric(gwOn, 'gridgate_spliced_streams_total')) - s0, 3);
+    assert.equal((await metric(gwOn, 'gridgate_spliced_streams_total')) - s0, 3);
+  }, env, openai);
 });
