@@ -255,20 +255,20 @@ const rawBackend = () =>
   ns.start(process.execPath, ['--input-type=module', '-e', `const { default: net } = await import('node:net');\n${event}\n(${rawBackendMain})();`]);
 
 /** A gridgate in the namespace splicing streams from `backends`, its maps pinned under the namespace's bpffs. */
-async function splicing(backends, pin, extra = []) {
-  const gw = await ns.gridgate(['--config', await writeConfig({ backends, bpf: { splice_streams: true } }), '--bpf', 'on', '--pin-path', ns.pinPath(pin), ...extra]);
+async function splicing(backends, pin, extra = [], bpf = {}) {
+  const gw = await ns.gridgate(['--config', await writeConfig({ backends, bpf: { splice_streams: true, ...bpf } }), '--bpf', 'on', '--pin-path', ns.pinPath(pin), ...extra]);
   assert.ok(fs.readdirSync(ns.pinPath(pin)).length > 0, `maps pinned under the namespace's bpffs (${ns.pinPath(pin)})`);
   return gw;
 }
 
 const where = (p) => ({ url: p.url, port: p.port });
-let vllm, ollama, gwOn, gwOff, logOn, env;
+let vllm, ollama, gwOn, gwOff, logOn, env, backends;
 before(async () => {
   if (!root) return;
   ns = netns('sse');
   vllm = await ns.enginesim('vllm', ['m1'], ['--decode-ms', '1']);
   ollama = await ns.enginesim('ollama', ['llama3'], ['--decode-ms', '1', '--max-seqs', '64', '--max-queue', '0']);
-  const backends = [{ name: 'v', url: vllm.url, kind: 'vllm', max_inflight: 64 }, { name: 'o', url: ollama.url, kind: 'ollama', max_inflight: 64 }];
+  backends = [{ name: 'v', url: vllm.url, kind: 'vllm', max_inflight: 64 }, { name: 'o', url: ollama.url, kind: 'ollama', max_inflight: 64 }];
   logOn = path.join(fs.mkdtempSync('/tmp/gg-sse-'), 'access.log');
   gwOn = await splicing(backends, 'on', ['--access-log', logOn]);
   gwOff = await ns.gridgate(['--config', await writeConfig({ backends }), '--bpf', 'off']);
@@ -516,4 +516,23 @@ test('the official openai client streams through a spliced path', { skip }, asyn
     }
     assert.equal((await metric(gwOn, 'gridgate_spliced_streams_total')) - s0, 3);
   }, env, openai);
+});
+
+test('bpf.splice_paths switches splicing per route: only the routes named are spliced', { skip }, async () => {
+  const log = path.join(fs.mkdtempSync('/tmp/gg-sse-'), 'access.log');
+  const gw = await splicing(backends, 'paths', ['--access-log', log], { splice_paths: ['/api/chat'] });
+  await up(gw, ['m1', 'llama3']);
+  const r = await inNs(async ({ gw }) => {
+    const c = new Conn(gw.port);
+    await c.ready;
+    const a = await c.request('/v1/chat/completions', chat(20));
+    const b = await c.request('/api/chat', ochat(20));
+    const d = await c.request('/api/generate', { model: 'llama3', prompt: 'hi', stream: true, options: { num_predict: 20 } });
+    c.close();
+    return [a, b, d].map((x) => ({ status: x.status, complete: x.complete }));
+  }, { gw: where(gw) });
+  assert.deepEqual(r, [{ status: 200, complete: true }, { status: 200, complete: true }, { status: 200, complete: true }]);
+  await new Promise((res) => setTimeout(res, 300));
+  const lines = accessLog(log).filter((e) => e.stream);
+  assert.deepEqual(lines.map((e) => [e.path, e.spliced]), [['/v1/chat/completions', false], ['/api/chat', true], ['/api/generate', false]]);
 });
