@@ -166,6 +166,13 @@ function event(i) {
   return s + 'x'.repeat(100 - s.length - 4) + '"}\n\n';
 }
 
+/** Polls `cond` (sync or async) until it holds or `ms` pass: the counters and the access log are written when gridgate
+ * has drained a spliced stream, a little after the client read its last byte. */
+async function waitFor(cond, ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (!(await cond()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
 function checkEvents(body, n) {
   let at = 0;
   for (let i = 0; i < n; i++) {
@@ -182,7 +189,7 @@ const PRELUDE = [
   "const { default: fs } = await import('node:fs');",
   "const { default: assert } = await import('node:assert/strict');",
   Conn, `const mask = ${mask};`, `const chat = ${chat};`, `const ochat = ${ochat};`, `const sleep = ${sleep};`,
-  http, metric, accessLog, waitModels, event, checkEvents,
+  http, metric, accessLog, waitModels, event, checkEvents, waitFor,
 ].map(String).join('\n');
 
 let ns;
@@ -319,7 +326,8 @@ test('byte-exact: SSE and NDJSON, short and large, equal to the unspliced stream
     assert.equal(JSON.parse(j.body).object, 'chat.completion');
     on.close();
     off.close();
-    await sleep(300);
+    await waitFor(async () => accessLog(logOn).slice(logged0).filter((e) => e.stream).length >= cases.length &&
+      (await metric(gwOn, 'gridgate_spliced_streams_total')) - s0 >= cases.length);
     const lines = accessLog(logOn).slice(logged0).filter((e) => e.stream);
     assert.equal(lines.length, cases.length);
     assert.ok(lines.every((e) => e.spliced === true && !e.error), JSON.stringify(lines));
@@ -436,7 +444,10 @@ test('aborts: client abort mid-splice cancels the engine; backend reset mid-spli
     }
     assert.ok(ok.complete && ok.body.endsWith('data: [DONE]\n\n'), `after the aborts: ${ok.status} ${ok.complete} ${ok.body.slice(-200)}`);
     e.close();
-    await sleep(300);
+    await waitFor(() => {
+      const l = accessLog(logOn).slice(logged0);
+      return l.some((x) => x.error === 'client went away' && x.spliced) && l.some((x) => /upstream/.test(x.error || '') && x.spliced);
+    });
     const lines = accessLog(logOn).slice(logged0);
     assert.ok(lines.some((l) => l.error === 'client went away' && l.spliced), JSON.stringify(lines));
     assert.ok(lines.some((l) => /upstream/.test(l.error || '') && l.spliced), JSON.stringify(lines));
@@ -514,6 +525,7 @@ test('the official openai client streams through a spliced path', { skip }, asyn
       }
       assert.ok(chunks >= 64 && text.length > 0, `stream ${k}: ${chunks} chunks`);
     }
+    await waitFor(async () => (await metric(gwOn, 'gridgate_spliced_streams_total')) - s0 >= 3);
     assert.equal((await metric(gwOn, 'gridgate_spliced_streams_total')) - s0, 3);
   }, env, openai);
 });
@@ -532,7 +544,7 @@ test('bpf.splice_paths switches splicing per route: only the routes named are sp
     return [a, b, d].map((x) => ({ status: x.status, complete: x.complete }));
   }, { gw: where(gw) });
   assert.deepEqual(r, [{ status: 200, complete: true }, { status: 200, complete: true }, { status: 200, complete: true }]);
-  await new Promise((res) => setTimeout(res, 300));
+  await waitFor(() => accessLog(log).filter((e) => e.stream).length >= 3);
   const lines = accessLog(log).filter((e) => e.stream);
   assert.deepEqual(lines.map((e) => [e.path, e.spliced]), [['/v1/chat/completions', false], ['/api/chat', true], ['/api/generate', false]]);
 });
