@@ -126,24 +126,29 @@ static int ensure_pin_dir(const char *pin_path)
     return 0;
 }
 
-/* 1: pinned maps of this ABI are there; 0: none (or removed because stale); -errno on failure. */
-static int check_pinned(const char *pin_path)
+int gg_bpf_check_pins(const char *pin_path, const char *version_map, uint32_t version, const char *const *maps, size_t n)
 {
     char p[600];
-    snprintf(p, sizeof(p), "%s/meta", pin_path);
+    snprintf(p, sizeof(p), "%s/%s", pin_path, version_map);
     int fd = bpf_obj_get(p);
     if (fd < 0)
         return 0;
-    struct gg_bpf_meta m = {0};
-    uint32_t key = 0;
-    int rc = bpf_map_lookup_elem(fd, &key, &m);
+    uint64_t value[64] = {0}; /* the version map's value starts with its __u32 abi_version */
+    struct bpf_map_info info = {0};
+    uint32_t key = 0, info_len = sizeof(info), found = 0;
+    int rc = bpf_obj_get_info_by_fd(fd, &info, &info_len);
+    if (rc == 0 && info.key_size == sizeof(key) && info.value_size >= sizeof(found) && info.value_size <= sizeof(value))
+        rc = bpf_map_lookup_elem(fd, &key, value);
+    else
+        rc = -1;
     close(fd);
-    if (rc == 0 && m.abi_version == GG_BPF_ABI_VERSION)
+    memcpy(&found, value, sizeof(found));
+    if (rc == 0 && found == version)
         return 1;
-    gg_warn("bpf: pinned maps in %s have ABI version %u, this build uses %u: recreating them", pin_path,
-            rc == 0 ? m.abi_version : 0, GG_BPF_ABI_VERSION);
-    for (size_t i = 0; i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++) {
-        snprintf(p, sizeof(p), "%s/%s", pin_path, pinned_maps[i]);
+    gg_warn("bpf: pinned maps in %s have ABI version %u, this build uses %u: recreating them", pin_path, rc == 0 ? found : 0,
+            version);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, sizeof(p), "%s/%s", pin_path, maps[i]);
         if (unlink(p) == -1 && errno != ENOENT)
             return -errno;
     }
@@ -166,7 +171,7 @@ static int load(const char *pin_path, const char **what)
         fd_pin_dir = -1;
         return rc;
     }
-    int reused = check_pinned(pin_path);
+    int reused = gg_bpf_check_pins(pin_path, "meta", GG_BPF_ABI_VERSION, pinned_maps, sizeof(pinned_maps) / sizeof(pinned_maps[0]));
     if (reused < 0) {
         *what = "removing stale pinned maps";
         return reused;

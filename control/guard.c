@@ -20,6 +20,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "gridgate/bpf.h"
 #include "gridgate/buf.h"
 #include "gridgate/log.h"
 #include "gridgate/metrics.h"
@@ -120,30 +121,6 @@ static void render_metrics(gg_buf_t *out)
 
 /* --- loading ------------------------------------------------------------------------------------- */
 
-/* Pinned guard maps of another ABI are removed so libbpf creates them afresh. */
-static int check_pinned(const char *pin_path)
-{
-    char p[600];
-    snprintf(p, sizeof(p), "%s/guard_cfg", pin_path);
-    int fd = bpf_obj_get(p);
-    if (fd < 0)
-        return 0;
-    struct gg_guard_cfg c = {0};
-    uint32_t key = 0;
-    int rc = bpf_map_lookup_elem(fd, &key, &c);
-    close(fd);
-    if (rc == 0 && c.abi_version == GG_GUARD_ABI_VERSION)
-        return 1;
-    gg_warn("guard: pinned maps in %s have ABI version %u, this build uses %u: recreating them", pin_path,
-            rc == 0 ? c.abi_version : 0, GG_GUARD_ABI_VERSION);
-    for (size_t i = 0; i < sizeof(pinned_maps) / sizeof(pinned_maps[0]); i++) {
-        snprintf(p, sizeof(p), "%s/%s", pin_path, pinned_maps[i]);
-        if (unlink(p) == -1 && errno != ENOENT)
-            return -errno;
-    }
-    return 0;
-}
-
 static void write_cfg(void)
 {
     struct gg_guard_cfg c = {.abi_version = GG_GUARD_ABI_VERSION, .syn_burst = conf.syn_burst};
@@ -164,7 +141,9 @@ int gg_guard_load(const char *pin_path)
     if (!collector++)
         gg_metrics_add_collector(render_metrics);
     const char *what = "removing stale pinned maps";
-    int rc = check_pinned(pin_path);
+    /* Pinned guard maps of another ABI are removed so libbpf creates them afresh. */
+    int rc =
+        gg_bpf_check_pins(pin_path, "guard_cfg", GG_GUARD_ABI_VERSION, pinned_maps, sizeof(pinned_maps) / sizeof(pinned_maps[0]));
     if (rc < 0)
         goto fail;
     int reused = rc;

@@ -16,6 +16,12 @@
  * privileges do not allow it; ON returns -errno instead. Not thread-safe: call once at start-up.
  */
 int gg_bpf_init(int mode, const char *pin_path);
+/**
+ * Whether the maps pinned under pin_path are of this build: 1 when `version_map` (an array whose value starts with a
+ * __u32 ABI version) holds `version`; 0 when there is none, or when it holds another version, after removing the
+ * `maps` pins (with one warning line) so libbpf creates them afresh; -errno when a pin cannot be removed.
+ */
+int gg_bpf_check_pins(const char *pin_path, const char *version_map, uint32_t version, const char *const *maps, size_t n);
 /** Detaches and unloads (pinned maps stay). */
 void gg_bpf_shutdown(void);
 /** 1 when the maps are loaded and published. */

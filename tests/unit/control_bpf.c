@@ -21,6 +21,7 @@
 #include "gridgate/backend.h"
 #include "gridgate/bpf.h"
 #include "gridgate/config.h"
+#include "gridgate/guard.h"
 #include "gridgate/tunnel.h"
 #include "test.h"
 
@@ -512,6 +513,36 @@ static void test_pinned_reuse_and_abi(void)
     fd = map_fd("meta");
     CHECK_EQ_INT(bpf_map_lookup_elem(fd, &zero, &m), 0);
     CHECK_EQ_INT(m.abi_version, GG_BPF_ABI_VERSION);
+    close(fd);
+
+    /* the guard's maps the same way: a deny entry survives a restart, and another ABI in guard_cfg recreates them */
+    struct gg_guard_prefix gk;
+    CHECK_EQ_INT(gg_guard_parse_prefix("192.0.2.0/24", &gk), 0);
+    struct gg_guard_deny gv = {.until_ns = 0}, gg = {0};
+    fd = map_fd("guard_deny");
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(bpf_map_update_elem(fd, &gk, &gv, BPF_ANY), 0);
+    close(fd);
+    gg_bpf_shutdown();
+    CHECK_EQ_INT(gg_bpf_init(GG_BPF_ON, pin), 0);
+    fd = map_fd("guard_deny");
+    CHECK_EQ_INT(bpf_map_lookup_elem(fd, &gk, &gg), 0);
+    close(fd);
+    fd = map_fd("guard_cfg");
+    struct gg_guard_cfg gc = {0};
+    CHECK_EQ_INT(bpf_map_lookup_elem(fd, &zero, &gc), 0);
+    CHECK_EQ_INT(gc.abi_version, GG_GUARD_ABI_VERSION);
+    gc.abi_version = 999;
+    CHECK_EQ_INT(bpf_map_update_elem(fd, &zero, &gc, BPF_ANY), 0);
+    close(fd);
+    gg_bpf_shutdown();
+    CHECK_EQ_INT(gg_bpf_init(GG_BPF_ON, pin), 0);
+    fd = map_fd("guard_deny");
+    CHECK(bpf_map_lookup_elem(fd, &gk, &gg) != 0);
+    close(fd);
+    fd = map_fd("guard_cfg");
+    CHECK_EQ_INT(bpf_map_lookup_elem(fd, &zero, &gc), 0);
+    CHECK_EQ_INT(gc.abi_version, GG_GUARD_ABI_VERSION);
     close(fd);
 }
 
