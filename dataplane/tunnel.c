@@ -101,6 +101,16 @@ static int pump_spliced(gg_tunnel_t *t, int i);
 
 /* Moves direction i forward: writes what sock[i] has buffered, else reads more, else ends the tunnel at EOF.
  * Returns 1 when the tunnel is gone. */
+/* Writes what sock[i] read to the other socket, not reading sock[i] meanwhile (its input buffer is what is in flight). */
+static void relay(gg_tunnel_t *t, int i)
+{
+    h2o_socket_t *src = t->sock[i];
+    h2o_socket_read_stop(src);
+    t->inflight[i] = src->input->size;
+    h2o_iovec_t buf = h2o_iovec_init(src->input->bytes, src->input->size);
+    h2o_socket_write(t->sock[1 - i], &buf, 1, on_write_done);
+}
+
 static int pump(gg_tunnel_t *t, int i)
 {
     static const char *const eof_reason[2] = {"closed by a", "closed by b"};
@@ -120,10 +130,7 @@ static int pump(gg_tunnel_t *t, int i)
         h2o_socket_read_start(src, on_read);
         return 0;
     }
-    h2o_socket_read_stop(src);
-    t->inflight[i] = src->input->size;
-    h2o_iovec_t buf = h2o_iovec_init(src->input->bytes, src->input->size);
-    h2o_socket_write(t->sock[1 - i], &buf, 1, on_write_done);
+    relay(t, i);
     return 0;
 }
 
@@ -279,10 +286,7 @@ static int pump_spliced(gg_tunnel_t *t, int i)
         arm_poll(t);
         return 0;
     }
-    h2o_socket_read_stop(src);
-    t->inflight[i] = src->input->size;
-    h2o_iovec_t buf = h2o_iovec_init(src->input->bytes, src->input->size);
-    h2o_socket_write(t->sock[1 - i], &buf, 1, on_write_done);
+    relay(t, i);
     return 0;
 }
 
