@@ -374,6 +374,8 @@ static const struct opt bpf_opts[] = {
     {"xdp", T_OBJ, 0, .sub = &xdp_schema, .doc = "XDP ingress guard: drops SYNs from denied prefixes and sources over their rate."},
     {"reuseport", T_BOOL, CFG(bpf.reuseport), .def = "true",
      .doc = "Hand each new connection to the worker thread holding the fewest (sk_reuseport; off: the kernel's hash)."},
+    {"splice_tunnels", T_BOOL, CFG(bpf.splice_tunnels), .def = "false",
+     .doc = "Splice upgraded connections (WebSocket, any 101) both ways in-kernel once both sides switched protocols."},
     {"splice_streams", T_BOOL, CFG(bpf.splice_streams), .def = "false",
      .doc = "Splice plain HTTP/1.1 SSE/NDJSON responses backend->client in-kernel (backend connections join the sockmap)."},
     {"splice_paths", T_CUSTOM, CFG(bpf.splice_paths), .parse = parse_splice_paths, .type_doc = "[path]",

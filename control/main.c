@@ -21,6 +21,7 @@
 #include "gridgate/proxy.h"
 #include "gridgate/registration.h"
 #include "gridgate/server.h"
+#include "gridgate/tunnel.h"
 
 #define GG_VERSION "0.1.0"
 
@@ -296,6 +297,7 @@ int main(int argc, char **argv)
     if (gg_bpf_init(cfg.bpf.mode, cfg.bpf.pin_path) != 0)
         return 1;
     gg_splice_set_streams(cfg.bpf.splice_streams);
+    gg_tunnel_set_splice(cfg.bpf.splice_tunnels);
     gg_splice_set_paths(cfg.bpf.splice_paths);
 
     gg_api_init(&cfg);

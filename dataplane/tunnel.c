@@ -6,9 +6,10 @@
  * Spliced mode (kernel assist loaded, both sockets plain TCP): the tunnel first writes out what h2o already read, then
  * hands the pair to the sockhash, whose verdict redirects each direction to the other socket in-kernel. Userspace keeps
  * reading both only to learn EOF and to relay a direction the verdict gave back (its reader stalled past
- * GG_BPF_STALL_LIMIT). Before any userspace write into a socket, and before closing, the drain rule holds: everything
- * redirected into that socket is queued on it (bytes acked + send queue >= base + redirected + written), polled every
- * millisecond because the kernel has no event for it. */
+ * GG_BPF_STALL_LIMIT); such a direction stays in userspace, whose relay has back-pressure, until the tunnel ends: each
+ * flip between the two paths is a hand-over that must not lose or repeat a byte, so there is at most one. Before any userspace
+ * write into a socket, and before closing, the drain rule holds: everything redirected into that socket is queued on it (bytes
+ * acked + send queue >= base + redirected + written), polled every millisecond because the kernel has no event for it. */
 #include "gridgate/tunnel.h"
 
 #include <h2o/timeout.h>
@@ -50,6 +51,12 @@ struct gg_tunnel {
 };
 
 static _Atomic uint64_t active, opened;
+static _Atomic int splice_on;
+
+void gg_tunnel_set_splice(int on)
+{
+    atomic_store_explicit(&splice_on, on != 0, memory_order_relaxed);
+}
 
 uint64_t gg_tunnels_active(void)
 {
@@ -274,9 +281,6 @@ static int pump_spliced(gg_tunnel_t *t, int i)
             return 0; /* check_end polls */
         if (t->eof[i])
             return begin_end(t, eof_reason[i]);
-        /* Caught up after a stall: let the verdict take the direction back once all it passed is written out. */
-        if (__atomic_load_n(&t->f->mode[i], __ATOMIC_ACQUIRE) == GG_BPF_FLOW_PASS)
-            __atomic_store_n(&t->f->mode[i], GG_BPF_FLOW_ARMED, __ATOMIC_RELEASE);
         h2o_socket_read_start(src, on_read);
         return 0;
     }
@@ -353,7 +357,7 @@ gg_tunnel_t *gg_tunnel_start(h2o_socket_t *a, h2o_socket_t *b, gg_tunnel_on_clos
     b->data = t;
     atomic_fetch_add_explicit(&active, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&opened, 1, memory_order_relaxed);
-    if (gg_bpf_splice_ready() && plain_tcp(a) && plain_tcp(b)) {
+    if (atomic_load_explicit(&splice_on, memory_order_relaxed) && gg_bpf_splice_ready() && plain_tcp(a) && plain_tcp(b)) {
         t->mode = SPLICE_PENDING;
         h2o_socket_read_stop(a);
         h2o_socket_read_stop(b);

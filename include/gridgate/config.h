@@ -87,6 +87,7 @@ typedef struct gg_config {
     struct {
         int mode;              /* enum gg_bpf_mode */
         int splice_streams;    /* splice SSE/NDJSON responses in-kernel (backend connections join the sockmap) */
+        int splice_tunnels;    /* splice upgraded connections (WebSocket, any 101) in-kernel */
         uint32_t splice_paths; /* ...of these client paths (bit i: gg_splice_path_index i; 0: all) */
         char *pin_path;
         struct {

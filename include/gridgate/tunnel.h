@@ -1,7 +1,8 @@
 /* A byte tunnel between two h2o sockets on one worker's loop: what an upgraded connection (WebSocket, any 101) becomes
  * once both ends are out of HTTP. It relays in both directions until either side closes or fails, then closes both.
- * The interface is deliberately "two sockets, relay until done": when the kernel assist is loaded and both are plain TCP
- * sockets, the relay becomes the kernel's (sockmap) once the bytes already read are flushed, without the callers knowing.
+ * The interface is deliberately "two sockets, relay until done": when tunnel splicing is on, the kernel assist is loaded
+ * and both are plain TCP sockets, the relay becomes the kernel's (sockmap) once the bytes already read are flushed,
+ * without the callers knowing.
  */
 #ifndef GG_TUNNEL_H
 #define GG_TUNNEL_H
@@ -32,6 +33,9 @@ typedef void (*gg_tunnel_on_close_cb)(void *ctx, const gg_tunnel_stats_t *stats)
 gg_tunnel_t *gg_tunnel_start(h2o_socket_t *a, h2o_socket_t *b, gg_tunnel_on_close_cb on_close, void *ctx);
 /** Ends a tunnel now (both sockets closed, on_close runs). */
 void gg_tunnel_close(gg_tunnel_t *t);
+
+/** bpf.splice_tunnels: tunnels between plain TCP sockets go in-kernel (sockmap) when the kernel assist is loaded. */
+void gg_tunnel_set_splice(int on);
 
 /** Tunnels open right now over all threads, and opened since start. */
 uint64_t gg_tunnels_active(void);

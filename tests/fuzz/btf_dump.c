@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const unsigned char *val = data + 3 + n;
     size_t vlen = size - 3 - n;
     /* the map's value_size is the type's size: decode only what the buffer holds, as dump() does */
-    json_t *v = decode(btf, id, val, vlen, 0);
+    json_t *v = decode(btf, id, val, vlen);
     print_value("value", v, 0);
     json_decref(v);
     btf__free(btf);

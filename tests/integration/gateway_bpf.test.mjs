@@ -272,11 +272,19 @@ async function waitComfy(url) {
   return false;
 }
 
-test('a WebSocket through gridgate --bpf on in a netns is spliced: every ping answered in order, counted on /metrics', { skip }, async () => {
+test('a WebSocket through gridgate --bpf on in a netns is spliced with bpf.splice_tunnels, relayed in userspace without', { skip }, async () => {
   const ns = netns('ws');
   const pin = ns.pinPath();
   const sim = await ns.enginesim('comfyui', ['sd']);
-  const gw = await ns.gridgate(['--backend', `${sim.url}#kind=comfyui`, '--bpf', 'on', '--pin-path', pin]);
+  const args = ['--backend', `${sim.url}#kind=comfyui`, '--bpf', 'on', '--pin-path', pin];
+  let gw = await ns.gridgate(args);
+  assert.ok(await ns.node(waitComfy, gw.url));
+  const plain = await ns.node(wsPingPong, gw.port, 50, 100);
+  assert.equal(plain.pongs, 50);
+  assert.equal(plain.bad, 0);
+  assert.match(await ns.node(metricsWhen, gw.url, 'gridgate_tunnels_total 1\\b'), /gridgate_spliced_streams_total 0\b/);
+  await gw.stop();
+  gw = await ns.gridgate([...args, '--config', await writeConfig({ bpf: { splice_tunnels: true } })]);
   assert.ok(await ns.node(waitComfy, gw.url));
   const r = await ns.node(wsPingPong, gw.port, 500, 100);
   assert.equal(r.pongs, 500);

@@ -299,7 +299,13 @@ static void test_splice_paths(void)
     gg_config_t cfg;
     CHECK_EQ_INT(parse("{}", &cfg), 0);
     CHECK_EQ_INT(cfg.bpf.splice_paths, 0); /* all four streaming routes */
+    CHECK_EQ_INT(cfg.bpf.splice_streams, 0);
+    CHECK_EQ_INT(cfg.bpf.splice_tunnels, 0); /* both opt-in */
     gg_config_free(&cfg);
+    CHECK_EQ_INT(parse("{\"bpf\": {\"splice_tunnels\": true}}", &cfg), 0);
+    CHECK_EQ_INT(cfg.bpf.splice_tunnels, 1);
+    gg_config_free(&cfg);
+    expect_error("{\"bpf\": {\"splice_tunnels\": 1}}", "t.json:1: bpf.splice_tunnels: expected a boolean, got an integer");
     CHECK_EQ_INT(parse("{\"bpf\": {\"splice_streams\": true, \"splice_paths\": [\"/api/chat\", \"/v1/chat/completions\"]}}", &cfg),
                  0);
     CHECK_EQ_INT(cfg.bpf.splice_paths, (1u << gg_splice_path_index("/api/chat", 9)) | 1u);

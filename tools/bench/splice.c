@@ -240,6 +240,7 @@ int main(int argc, char **argv)
     run_bulk("userspace", mb);
     char pin[64];
     snprintf(pin, sizeof(pin), "/sys/fs/bpf/gg-bench-%d", (int)getpid());
+    gg_tunnel_set_splice(1);
     if (gg_bpf_init(GG_BPF_ON, pin) != 0) {
         printf("spliced: kernel assist unavailable (run as root)\n");
         return 0;

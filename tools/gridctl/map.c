@@ -193,10 +193,14 @@ static int is_char(const struct btf *btf, __u32 id)
     return (btf_int_encoding(t) & BTF_INT_CHAR) || (n != NULL && strcmp(n, "char") == 0);
 }
 
-static json_t *decode(const struct btf *btf, __u32 id, const unsigned char *p, size_t size, int depth);
+/* Bounds one decoded key or value: overlapping union members and zero-sized types let a few bytes of a hostile BTF
+ * fan out into billions of JSON nodes; a real map value is far below this. */
+#define BTF_MAX_NODES 65536
+
+static json_t *decode_at(const struct btf *btf, __u32 id, const unsigned char *p, size_t size, int depth, size_t *nodes);
 
 static void decode_members(const struct btf *btf, const struct btf_type *t, const unsigned char *p, size_t size, int depth,
-                           json_t *obj)
+                           size_t *nodes, json_t *obj)
 {
     const struct btf_member *m = btf_members(t);
     for (__u16 i = 0; i < btf_vlen(t); i++, m++) {
@@ -212,7 +216,7 @@ static void decode_members(const struct btf *btf, const struct btf_type *t, cons
         } else {
             if (off % 8 != 0 || off / 8 > size)
                 continue;
-            v = decode(btf, m->type, p + off / 8, size - off / 8, depth + 1);
+            v = decode_at(btf, m->type, p + off / 8, size - off / 8, depth + 1, nodes);
         }
         if (name == NULL || name[0] == '\0') {
             /* an anonymous struct or union: its members read as the parent's, as in C */
@@ -225,11 +229,12 @@ static void decode_members(const struct btf *btf, const struct btf_type *t, cons
     }
 }
 
-static json_t *decode(const struct btf *btf, __u32 id, const unsigned char *p, size_t size, int depth)
+static json_t *decode_at(const struct btf *btf, __u32 id, const unsigned char *p, size_t size, int depth, size_t *nodes)
 {
     const struct btf_type *t = resolve(btf, &id);
-    if (t == NULL || depth > BTF_MAX_DEPTH)
+    if (t == NULL || depth > BTF_MAX_DEPTH || *nodes == 0)
         return json_null();
+    --*nodes;
     __s64 tsz = btf__resolve_size(btf, id);
     if (tsz < 0 || (size_t)tsz > size)
         return json_null();
@@ -253,18 +258,24 @@ static json_t *decode(const struct btf *btf, __u32 id, const unsigned char *p, s
         __s64 esz = btf__resolve_size(btf, a->type);
         json_t *arr = json_array();
         for (__u32 i = 0; esz > 0 && i < a->nelems; i++)
-            json_array_append_new(arr, decode(btf, a->type, p + i * esz, size - i * esz, depth + 1));
+            json_array_append_new(arr, decode_at(btf, a->type, p + i * esz, size - i * esz, depth + 1, nodes));
         return arr;
     }
     case BTF_KIND_STRUCT:
     case BTF_KIND_UNION: {
         json_t *obj = json_object();
-        decode_members(btf, t, p, (size_t)tsz, depth, obj);
+        decode_members(btf, t, p, (size_t)tsz, depth, nodes, obj);
         return obj;
     }
     default:
         return hex_bytes(p, (size_t)tsz);
     }
+}
+
+static json_t *decode(const struct btf *btf, __u32 id, const unsigned char *p, size_t size)
+{
+    size_t nodes = BTF_MAX_NODES;
+    return decode_at(btf, id, p, size, 0, &nodes);
 }
 
 /* Text form of a decoded value: scalars and arrays of scalars on one line, structs as indented "name: value" lines. */
@@ -353,15 +364,15 @@ static int dump(int argc, char **argv)
             e = json_pack("{s:o, s:o}", "key", hex_bytes(key, info.key_size), "value", hex_bytes(val, vsz));
         } else {
             json_t *k =
-                info.btf_key_type_id ? decode(btf, info.btf_key_type_id, key, info.key_size, 0) : hex_bytes(key, info.key_size);
+                info.btf_key_type_id ? decode(btf, info.btf_key_type_id, key, info.key_size) : hex_bytes(key, info.key_size);
             if (percpu) {
                 json_t *vals = json_array();
                 for (int c = 0; c < ncpu; c++)
                     json_array_append_new(vals, json_pack("{s:i, s:o}", "cpu", c, "value",
-                                                          decode(btf, info.btf_value_type_id, val + c * stride, stride, 0)));
+                                                          decode(btf, info.btf_value_type_id, val + c * stride, stride)));
                 e = json_pack("{s:o, s:o}", "key", k, "values", vals);
             } else {
-                e = json_pack("{s:o, s:o}", "key", k, "value", decode(btf, info.btf_value_type_id, val, info.value_size, 0));
+                e = json_pack("{s:o, s:o}", "key", k, "value", decode(btf, info.btf_value_type_id, val, info.value_size));
             }
         }
         if (opts.json) {
