@@ -221,9 +221,7 @@ static void test_splice_switch(void)
 }
 
 /* One way, a writer far faster than its reader, which pauses after every read: the redirect target's send buffer
- * fills again and again, which is exactly when the kernel's redirect backlog could resend part of a segment
- * (sk_psock_backlog restarts a half-sent skb from its first byte). The verdict must stop redirecting before the
- * peer's buffer can fill, so every byte arrives once, in order. */
+ * fills again and again and the direction falls back to userspace mid-stream. Every byte arrives once, in order. */
 static void test_lagging_reader(void)
 {
     struct end a = make_end(), b = make_end();
@@ -233,7 +231,7 @@ static void test_lagging_reader(void)
     gg_tunnel_start(a.sock, b.sock, on_close, &cl);
     uint64_t total = 48u << 20;
     struct xfer xs[2] = {{a.outer, 0, total, 1 << 16}, {b.outer, 0, total, 0}};
-    xs[1].lag_us = getenv("GG_LAG") ? (unsigned)atoi(getenv("GG_LAG")) : 30;
+    xs[1].lag_us = 30;
     pthread_t th[2];
     pthread_create(&th[0], NULL, writer, &xs[0]);
     pthread_create(&th[1], NULL, reader, &xs[1]);
