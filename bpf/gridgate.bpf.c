@@ -218,8 +218,8 @@ int gg_verdict(struct __sk_buff *skb)
 		backlog = peer_backlog(f, d, tp);
 	bpf_sk_release(sk);
 	if (backlog > GG_BPF_STALL_LIMIT) {
-		/* The peer does not read: hand this direction to userspace, whose relay has back-pressure, for good (one
-		 * hand-over per direction; userspace never re-arms a stalled direction). */
+		/* The peer does not read: hand this direction to userspace, whose relay has back-pressure, until it has
+		 * caught up and re-arms it. */
 		f->mode[d] = GG_BPF_FLOW_PASS;
 		f->stalls[d]++;
 		return pass(f, d, skb, GG_BPF_STAT_STALL);

@@ -269,8 +269,7 @@ static void on_c_write(h2o_socket_t *sock, const char *err)
     h2o_buffer_consume(&s->bsock->input, s->writing);
     s->b_seen -= s->writing;
     s->user += s->writing;
-    if (s->armed) /* published only now that write() returned: an armed verdict redirects once arm_base + user_bytes == pass_bytes
-                   */
+    if (s->armed) /* published only now that write() returned: the verdict re-arms on arm_base + user_bytes == pass_bytes */
         __atomic_store_n(&s->f->user_bytes[1], s->user, __ATOMIC_RELEASE);
     s->writing = 0;
     pump(s);
@@ -327,7 +326,10 @@ static void pump(splice_t *s)
             begin_end(s, s->b_err != NULL ? "upstream connection reset" : NULL, s->b_err != NULL);
         return;
     }
-    /* A stream whose client stalled stays in userspace to its end, as a stalled tunnel direction does (tunnel.c). */
+    /* Caught up after a stall: let the verdict take the stream back once all it passed is written out. */
+    if (s->armed && __atomic_load_n(&s->f->mode[1], __ATOMIC_ACQUIRE) == GG_BPF_FLOW_PASS &&
+        !__atomic_load_n(&s->f->ended, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&s->f->mode[1], GG_BPF_FLOW_ARMED, __ATOMIC_RELEASE);
     h2o_socket_read_start(b, on_b_read);
 }
 

@@ -3,13 +3,12 @@
  * alone while the source is not reading, so nothing is copied and a slow reader stops the fast writer after at most
  * one socket read of data.
  *
- * Spliced mode (kernel assist loaded, both sockets plain TCP): the tunnel first writes out what h2o already read, then
- * hands the pair to the sockhash, whose verdict redirects each direction to the other socket in-kernel. Userspace keeps
- * reading both only to learn EOF and to relay a direction the verdict gave back (its reader stalled past
- * GG_BPF_STALL_LIMIT); such a direction stays in userspace, whose relay has back-pressure, until the tunnel ends: each
- * flip between the two paths is a hand-over that must not lose or repeat a byte, so there is at most one. Before any userspace
- * write into a socket, and before closing, the drain rule holds: everything redirected into that socket is queued on it (bytes
- * acked + send queue >= base + redirected + written), polled every millisecond because the kernel has no event for it. */
+ * Spliced mode (bpf.splice_tunnels on, kernel assist loaded, both sockets plain TCP): the tunnel first writes out what
+ * h2o already read, then hands the pair to the sockhash, whose verdict redirects each direction to the other socket
+ * in-kernel. Userspace keeps reading both only to learn EOF and to relay a direction the verdict gave back (its reader
+ * stalled past GG_BPF_STALL_LIMIT). Before any userspace write into a socket, and before closing, the drain rule holds:
+ * everything redirected into that socket is queued on it (bytes acked + send queue >= base + redirected + written),
+ * polled every millisecond because the kernel has no event for it. */
 #include "gridgate/tunnel.h"
 
 #include <h2o/timeout.h>
@@ -281,6 +280,9 @@ static int pump_spliced(gg_tunnel_t *t, int i)
             return 0; /* check_end polls */
         if (t->eof[i])
             return begin_end(t, eof_reason[i]);
+        /* Caught up after a stall: let the verdict take the direction back once all it passed is written out. */
+        if (__atomic_load_n(&t->f->mode[i], __ATOMIC_ACQUIRE) == GG_BPF_FLOW_PASS)
+            __atomic_store_n(&t->f->mode[i], GG_BPF_FLOW_ARMED, __ATOMIC_RELEASE);
         h2o_socket_read_start(src, on_read);
         return 0;
     }

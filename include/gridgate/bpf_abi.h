@@ -96,9 +96,8 @@ struct gg_bpf_tenant {
 
 /* flows (ARRAY, mmapable, key = flow slot): one entry per spliced pair, free when cookie[0] is 0. Direction 0 is
  * a -> b, 1 is b -> a. Userspace and the verdict share it through the mmap: counters are atomic adds; mode[d] moves
- * PASS -> ARMED (userspace, when it hands a stream over), ARMED -> REDIRECT (verdict, once arm_base[d] + user_bytes[d]
- * == pass_bytes[d], i.e. everything it passed has been written out by userspace), REDIRECT -> PASS (verdict, peer
- * stalled; final: a stalled direction stays in userspace). */
+ * REDIRECT -> PASS (verdict, peer stalled), PASS -> ARMED (userspace, caught up), ARMED -> REDIRECT (verdict, once
+ * user_bytes[d] == pass_bytes[d], i.e. everything it passed has been written out by userspace). */
 enum gg_bpf_flow_mode {
     GG_BPF_FLOW_PASS = 0,     /* the verdict passes bytes to userspace */
     GG_BPF_FLOW_REDIRECT = 1, /* the verdict redirects bytes to the peer socket */
