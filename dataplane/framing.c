@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "gridgate/dialect.h"
+#include "gridgate/picohttpparser.h"
 #include "gridgate/respond.h"
 
 /* The header's value with surrounding blanks removed, when line starts with name followed by ':'. */
@@ -125,4 +126,143 @@ void gg_framing_register(h2o_hostconf_t *host)
 {
     h2o_filter_t *f = h2o_create_filter(&host->fallback_path, sizeof(*f));
     f->on_setup_ostream = on_setup_ostream;
+}
+
+/* --- a connection's first request head, read before h2o parses it ------------------------------------- */
+
+/* The request line's path when it has one: the second space-separated word, if it starts with '/'. */
+static h2o_iovec_t request_path(const char *buf, size_t len)
+{
+    const char *eol = memchr(buf, '\n', len), *end = eol ? eol : buf + len;
+    const char *p = memchr(buf, ' ', (size_t)(end - buf));
+    if (p == NULL || p + 1 >= end || p[1] != '/')
+        return h2o_iovec_init(NULL, 0);
+    const char *e = ++p;
+    while (e < end && *e != ' ' && *e != '\r')
+        e++;
+    return h2o_iovec_init(p, (size_t)(e - p));
+}
+
+/* Header lines of a complete head (from the line after the request line up to the blank line), or -1 when the
+ * blank line has not come yet. */
+static long header_lines(const char *buf, size_t len)
+{
+    const char *p = memchr(buf, '\n', len), *end = buf + len;
+    long n = 0;
+    while (p != NULL && ++p < end) {
+        if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n'))
+            return n;
+        n++;
+        p = memchr(p, '\n', (size_t)(end - p));
+    }
+    return -1;
+}
+
+int gg_http1_head_check(const char *buf, size_t len, gg_head_refusal_t *r)
+{
+    const char *method, *path;
+    size_t method_len, path_len, num_headers = H2O_MAX_HEADERS;
+    int minor;
+    struct phr_header headers[H2O_MAX_HEADERS];
+    size_t inreqlen = len < H2O_MAX_REQLEN ? len : H2O_MAX_REQLEN; /* all h2o looks at, as in its lib/http1.c */
+    int rc = phr_parse_request(buf, inreqlen, &method, &method_len, &path, &path_len, &minor, headers, &num_headers, 0);
+    if (rc > 0)
+        return 1;
+    if (rc == -2 && inreqlen < H2O_MAX_REQLEN)
+        return 0;
+    r->path = request_path(buf, inreqlen);
+    long lines = header_lines(buf, inreqlen);
+    if (rc == -2) {
+        r->status = 431;
+        r->message = "request head too large: at most 417,792 bytes of request line and headers";
+    } else if (lines > H2O_MAX_HEADERS) {
+        r->status = 431;
+        r->message = "too many header fields: at most 100";
+    } else {
+        r->status = 400;
+        r->message = "malformed request head: the request line or a header line does not parse";
+    }
+    return -1;
+}
+
+typedef struct {
+    h2o_accept_ctx_t *accept_ctx;
+    h2o_socket_t *sock;
+    h2o_timeout_entry_t timeout;
+    char *answer; /* a refusal being written */
+} first_head_t;
+
+static void first_head_end(first_head_t *fh, int close)
+{
+    h2o_socket_t *sock = fh->sock;
+    if (h2o_timeout_is_linked(&fh->timeout))
+        h2o_timeout_unlink(&fh->timeout);
+    sock->data = NULL;
+    free(fh->answer);
+    free(fh);
+    if (close)
+        h2o_socket_close(sock);
+}
+
+static void on_first_head_timeout(h2o_timeout_entry_t *e)
+{
+    first_head_end(H2O_STRUCT_FROM_MEMBER(first_head_t, timeout, e), 1);
+}
+
+static void on_refusal_written(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    first_head_end(sock->data, 1);
+}
+
+static void on_first_head_read(h2o_socket_t *sock, const char *err)
+{
+    first_head_t *fh = sock->data;
+    if (err != NULL) {
+        first_head_end(fh, 1);
+        return;
+    }
+    gg_head_refusal_t r;
+    int verdict = gg_http1_head_check(sock->input->bytes, sock->input->size, &r);
+    if (verdict == 0)
+        return;
+    if (verdict == 1) {
+        /* h2o parses what is already in the input buffer at once, as it does a pipelined request */
+        h2o_accept_ctx_t *ctx = fh->accept_ctx;
+        h2o_socket_read_stop(sock);
+        first_head_end(fh, 0);
+        h2o_accept(ctx, sock);
+        return;
+    }
+    h2o_socket_read_stop(sock);
+    size_t blen;
+    char *body = gg_dialect_error_body(gg_dialect_of_path(r.path), r.message, "invalid_request_error",
+                                       r.status == 431 ? "request_header_fields_too_large" : "invalid_request", NULL, &blen);
+    size_t cap = blen + 200;
+    fh->answer = malloc(cap);
+    if (fh->answer == NULL)
+        h2o_fatal("no memory");
+    int n = snprintf(fh->answer, cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     r.status, gg_status_reason(r.status), blen, body);
+    free(body);
+    h2o_iovec_t buf = h2o_iovec_init(fh->answer, (size_t)n);
+    h2o_socket_write(sock, &buf, 1, on_refusal_written);
+}
+
+void gg_framing_accept(h2o_accept_ctx_t *ctx, h2o_socket_t *sock)
+{
+    if (ctx->ssl_ctx != NULL || ctx->expect_proxy_line) {
+        h2o_accept(ctx, sock);
+        return;
+    }
+    first_head_t *fh = calloc(1, sizeof(*fh));
+    if (fh == NULL)
+        h2o_fatal("no memory");
+    fh->accept_ctx = ctx;
+    fh->sock = sock;
+    fh->timeout.cb = on_first_head_timeout;
+    sock->data = fh;
+    h2o_timeout_link(ctx->ctx->loop, &ctx->ctx->http1.req_timeout, &fh->timeout);
+    h2o_socket_read_start(sock, on_first_head_read);
 }

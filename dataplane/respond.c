@@ -32,6 +32,8 @@ const char *gg_status_reason(int status)
         return "Expectation Failed";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     case 499:
         return "Client Closed Request";
     case 500:

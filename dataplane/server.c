@@ -150,7 +150,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         __atomic_fetch_add(&conns[w->id], 1, __ATOMIC_RELAXED);
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = (void *)(uintptr_t)w->id;
-        h2o_accept(&w->accept_ctx, sock);
+        gg_framing_accept(&w->accept_ctx, sock);
     }
 }
 

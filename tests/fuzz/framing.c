@@ -1,6 +1,6 @@
-/* libFuzzer target for gg_http1_framing_conflict (dataplane/framing.c), the scan of raw HTTP/1 request heads for
- * ambiguous body framing. Differential: a plain reference (lower-cased copy, one line at a time, sscanf-free)
- * must reach the same verdict on every input. */
+/* libFuzzer target for dataplane/framing.c's raw HTTP/1 request head readers: gg_http1_framing_conflict, the scan for
+ * ambiguous body framing (differential: a plain reference, lower-cased copy, one line at a time, sscanf-free, must
+ * reach the same verdict on every input), and gg_http1_head_check, the first-head check (invariants). */
 #include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,5 +57,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (m != NULL && (want == 2) != (strstr(m, "two Content-Length") != NULL))
         abort();
+    /* The first-head check: a verdict of the three, a refusal that names a path inside the input, and the same
+     * verdict for a prefix one byte shorter unless that one still needs more (more bytes never change a verdict). */
+    gg_head_refusal_t r;
+    int v = gg_http1_head_check((const char *)data, size, &r);
+    if (v < -1 || v > 1)
+        abort();
+    if (v == -1 &&
+        ((r.status != 400 && r.status != 431) || r.message == NULL ||
+         (r.path.len != 0 && (r.path.base < (const char *)data || r.path.base + r.path.len > (const char *)data + size))))
+        abort();
+    if (v != 0 && size > 0) {
+        gg_head_refusal_t r2;
+        int v2 = gg_http1_head_check((const char *)data, size - 1, &r2);
+        if (v2 != 0 && v2 != v)
+            abort();
+    }
     return 0;
 }

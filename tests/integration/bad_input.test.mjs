@@ -215,17 +215,45 @@ test('framing: broken chunked encoding, unknown Transfer-Encoding, bad Content-L
   await stillServes();
 });
 
-test('headers: 100 KB in one header is read and served; 100 KB over 1000 headers -> 400', async () => {
+test('headers: 100 KB in one header is served; 1000 headers, a head over h2o\'s limit, a broken head -> 431/400 in the dialect', async () => {
   let raw = await rawRequest(gw.port, `GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100 * 1024)}\r\nConnection: close\r\n\r\n`);
   assert.match(raw, /^HTTP\/1\.1 200 /);
   assert.equal(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).object, 'list');
+  // h2o 2.2.5 would write a fixed plain-text 400 for each of these; gridgate reads a connection's first head itself
   const many = Array.from({ length: 1000 }, (_, i) => `X-H${i}: ${'a'.repeat(96)}\r\n`).join('');
   raw = await rawRequest(gw.port, `GET /v1/models HTTP/1.1\r\nHost: x\r\n${many}\r\n`);
-  // h2o writes this 400 straight to the socket when the head does not parse (over 100 headers, or a broken
-  // request line): no filter sees it, so it stays h2o's fixed plain text.
-  assert.match(raw, /^HTTP\/1\.1 400 /);
-  assert.match(raw, /\r\nContent-Type: text\/plain/i);
-  assert.match(raw, /\r\nConnection: close\r\n/i);
+  assertRawDialectError('/v1/models', raw, 431, /^too many header fields: at most 100/);
+  raw = await rawRequest(gw.port, `POST /api/chat HTTP/1.1\r\nHost: x\r\n${many}Content-Length: 2\r\n\r\n{}`);
+  assertRawDialectError('/api/chat', raw, 431, /^too many header fields/);
+  raw = await rawRequest(gw.port, `GET /api/tags HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(500 * 1024)}\r\n\r\n`);
+  assertRawDialectError('/api/tags', raw, 431, /^request head too large/);
+  raw = await rawRequest(gw.port, `GET /v1/models HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n`);
+  assertRawDialectError('/v1/models', raw, 400, /^malformed request head/);
+  raw = await rawRequest(gw.port, `\x01\x02 nonsense\r\n\r\n`);
+  assertRawDialectError('/', raw, 400, /^malformed request head/);
+  // 100 header lines are h2o's limit, not over it
+  const hundred = Array.from({ length: 98 }, (_, i) => `X-H${i}: a\r\n`).join(''); // with Host and Connection: 100
+  raw = await rawRequest(gw.port, `GET /v1/models HTTP/1.1\r\nHost: x\r\n${hundred}Connection: close\r\n\r\n`);
+  assert.match(raw, /^HTTP\/1\.1 200 /);
+  // a head that trickles in (one byte at a time) is read to its end, then served
+  const slow = await new Promise((resolve) => {
+    const sock = net.connect(gw.port, '127.0.0.1');
+    const req = Buffer.from('GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    let out = '';
+    sock.on('data', (d) => (out += d));
+    sock.on('close', () => resolve(out));
+    sock.on('connect', async () => {
+      for (const b of req) {
+        sock.write(Buffer.from([b]));
+        await sleep(2);
+      }
+    });
+  });
+  assert.match(slow, /^HTTP\/1\.1 200 /);
+  // a later request on a kept-alive connection is h2o's alone: its fixed plain-text 400 (see README, Known gaps)
+  raw = await rawRequest(gw.port, `GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n${many}\r\n`);
+  assert.match(raw, /^HTTP\/1\.1 200 /);
+  assert.match(raw, /HTTP\/1\.1 400 [^]*Content-Type: text\/plain/i);
   await stillServes();
 });
 
