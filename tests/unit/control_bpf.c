@@ -72,6 +72,36 @@ static void spin(int n)
         h2o_evloop_run(loop, 1);
 }
 
+/* Two connected ends handed to a new tunnel, whose close is recorded in *cl. */
+static void start_tunnel(struct end *a, struct end *b, struct closed *cl)
+{
+    *a = make_end();
+    *b = make_end();
+    wrap(a);
+    wrap(b);
+    *cl = (struct closed){0};
+    gg_tunnel_start(a->sock, b->sock, on_close, cl);
+}
+
+/* One recv of up to len bytes from the test's end fd, running the loop until something comes (about 2 s at most). */
+static ssize_t recv_spinning(int fd, char *buf, size_t len)
+{
+    ssize_t n = 0;
+    for (int i = 0; i < 2000 && n <= 0; i++) {
+        n = recv(fd, buf, len, MSG_DONTWAIT);
+        if (n <= 0)
+            h2o_evloop_run(loop, 1);
+    }
+    return n;
+}
+
+/* Runs the loop until the tunnel has closed, for at most about ms milliseconds. */
+static void wait_closed(const struct closed *cl, int ms)
+{
+    for (int i = 0; i < ms && cl->calls == 0; i++)
+        h2o_evloop_run(loop, 1);
+}
+
 static uint8_t pattern(uint64_t k, int dir)
 {
     return (uint8_t)((k * 2654435761u >> 11) + dir * 77);
@@ -137,13 +167,7 @@ static void run_both_ways(uint64_t total, size_t chunk)
     struct closed cl = {0};
     gg_tunnel_start(a.sock, b.sock, on_close, &cl);
     char early[5] = {0};
-    ssize_t got = 0;
-    for (int i = 0; i < 2000 && got <= 0; i++) {
-        got = recv(b.outer, early, 5, MSG_DONTWAIT);
-        if (got <= 0)
-            h2o_evloop_run(loop, 1);
-    }
-    CHECK_EQ_INT(got, 5);
+    CHECK_EQ_INT(recv_spinning(b.outer, early, 5), 5);
     CHECK(memcmp(early, "early", 5) == 0);
 
     struct xfer xs[4] = {
@@ -162,8 +186,7 @@ static void run_both_ways(uint64_t total, size_t chunk)
     CHECK_EQ_INT(xs[1].bad, 0);
     CHECK_EQ_INT(xs[3].bad, 0);
     close(a.outer);
-    for (int i = 0; i < 5000 && cl.calls == 0; i++)
-        h2o_evloop_run(loop, 1);
+    wait_closed(&cl, 5000);
     CHECK_EQ_INT(cl.calls, 1);
     CHECK_EQ_INT(cl.stats.spliced, 1);
     CHECK_EQ_STR(cl.stats.reason, "closed by a");
@@ -196,23 +219,14 @@ static void test_small_chunks(void)
 static void test_splice_switch(void)
 {
     gg_tunnel_set_splice(0);
-    struct end a = make_end(), b = make_end();
-    wrap(&a);
-    wrap(&b);
-    struct closed cl = {0};
-    gg_tunnel_start(a.sock, b.sock, on_close, &cl);
+    struct end a, b;
+    struct closed cl;
+    start_tunnel(&a, &b, &cl);
     CHECK_EQ_INT(write(a.outer, "ping", 4), 4);
     char got[4] = {0};
-    ssize_t n = 0;
-    for (int i = 0; i < 2000 && n <= 0; i++) {
-        n = recv(b.outer, got, 4, MSG_DONTWAIT);
-        if (n <= 0)
-            h2o_evloop_run(loop, 1);
-    }
-    CHECK_EQ_INT(n, 4);
+    CHECK_EQ_INT(recv_spinning(b.outer, got, 4), 4);
     close(a.outer);
-    for (int i = 0; i < 2000 && cl.calls == 0; i++)
-        h2o_evloop_run(loop, 1);
+    wait_closed(&cl, 2000);
     CHECK_EQ_INT(cl.calls, 1);
     CHECK_EQ_INT(cl.stats.spliced, 0);
     CHECK_EQ_INT(cl.stats.bytes[0], 4);
@@ -224,11 +238,9 @@ static void test_splice_switch(void)
  * fills again and again and the direction falls back to userspace mid-stream. Every byte arrives once, in order. */
 static void test_lagging_reader(void)
 {
-    struct end a = make_end(), b = make_end();
-    wrap(&a);
-    wrap(&b);
-    struct closed cl = {0};
-    gg_tunnel_start(a.sock, b.sock, on_close, &cl);
+    struct end a, b;
+    struct closed cl;
+    start_tunnel(&a, &b, &cl);
     uint64_t total = 48u << 20;
     struct xfer xs[2] = {{a.outer, 0, total, 1 << 16}, {b.outer, 0, total, 0}};
     xs[1].lag_us = 30;
@@ -242,8 +254,7 @@ static void test_lagging_reader(void)
     CHECK_EQ_INT(xs[1].done, total);
     CHECK_EQ_INT(xs[1].bad, 0);
     close(a.outer);
-    for (int i = 0; i < 5000 && cl.calls == 0; i++)
-        h2o_evloop_run(loop, 1);
+    wait_closed(&cl, 5000);
     CHECK_EQ_INT(cl.calls, 1);
     CHECK_EQ_INT(cl.stats.bytes[0], total);
     fprintf(stderr, "lagging reader: %.1f%% in-kernel\n", 100.0 * cl.stats.spliced_bytes / total);
@@ -255,11 +266,9 @@ static void test_lagging_reader(void)
 /* a sends, then resets (or closes) while b has not read yet: b still gets every byte a sent before, then EOF */
 static void test_abort(int reset_side_b)
 {
-    struct end a = make_end(), b = make_end();
-    wrap(&a);
-    wrap(&b);
-    struct closed cl = {0};
-    gg_tunnel_start(a.sock, b.sock, on_close, &cl);
+    struct end a, b;
+    struct closed cl;
+    start_tunnel(&a, &b, &cl);
     spin(3);
     static char big[1 << 20];
     for (size_t i = 0; i < sizeof(big); i++)
@@ -269,8 +278,7 @@ static void test_abort(int reset_side_b)
         struct linger lg = {1, 0};
         setsockopt(b.outer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         close(b.outer);
-        for (int i = 0; i < 5000 && cl.calls == 0; i++)
-            h2o_evloop_run(loop, 1);
+        wait_closed(&cl, 5000);
         CHECK_EQ_INT(cl.calls, 1);
         char c;
         ssize_t r = read(a.outer, &c, 1);
@@ -317,11 +325,9 @@ static void test_backend_reset(void)
 /* b never reads: what a can push into the pair stays bounded; once b reads, every byte arrives in order */
 static void test_stalled_reader(void)
 {
-    struct end a = make_end(), b = make_end();
-    wrap(&a);
-    wrap(&b);
-    struct closed cl = {0};
-    gg_tunnel_start(a.sock, b.sock, on_close, &cl);
+    struct end a, b;
+    struct closed cl;
+    start_tunnel(&a, &b, &cl);
     fcntl(a.outer, F_SETFL, O_NONBLOCK);
     size_t chunk = 1 << 16, sent = 0;
     uint8_t *buf = malloc(chunk);
@@ -351,8 +357,7 @@ static void test_stalled_reader(void)
     CHECK_EQ_INT(x.done, sent);
     CHECK_EQ_INT(x.bad, 0);
     close(a.outer);
-    for (int i = 0; i < 5000 && cl.calls == 0; i++)
-        h2o_evloop_run(loop, 1);
+    wait_closed(&cl, 5000);
     CHECK_EQ_INT(cl.calls, 1);
     CHECK_EQ_INT(cl.stats.bytes[0], sent);
     CHECK(cl.stats.spliced_bytes < sent); /* part went through the userspace fallback */
