@@ -134,7 +134,7 @@ $(B)/obj/fuzz/%.o: %.c | $(B)/.deps-ok $(SKELS)
 $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  FUZZ    $@")
-	$(Q)$(CLANG) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+	$(Q)$(CLANG) $(FUZZ_FLAGS) -MMD -MP -MF $@.d -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
 fuzz: $(FUZZ_BINS)
 	$(Q)tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
@@ -161,4 +161,4 @@ check:
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null) $(wildcard $(B)/fuzz/*.d)

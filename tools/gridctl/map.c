@@ -241,7 +241,7 @@ static json_t *decode_at(const struct btf *btf, __u32 id, const unsigned char *p
     switch (btf_kind(t)) {
     case BTF_KIND_INT:
         if (btf_int_encoding(t) & BTF_INT_BOOL)
-            return json_boolean(p[0] != 0);
+            return tsz > 0 ? json_boolean(p[0] != 0) : json_null(); /* a zero-sized bool owns no byte to read */
         return int_at(p, size, btf_int_offset(t), btf_int_bits(t), btf_int_encoding(t) & BTF_INT_SIGNED);
     case BTF_KIND_ENUM:
         return int_at(p, size, 0, t->size * 8, btf_kflag(t));
