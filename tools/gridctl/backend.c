@@ -33,13 +33,9 @@ static void models_str(json_t *models, char *out, size_t len)
 static int list(int argc, char **argv)
 {
     json_t *j;
-    int rc = admin_call("GET", "/admin/v1/backends", NULL, &j);
-    if (rc != EXIT_OK)
+    int rc = admin_show("/admin/v1/backends", &j);
+    if (rc != EXIT_OK || j == NULL)
         return rc;
-    if (opts.json) {
-        print_json(j);
-        return EXIT_OK;
-    }
     static const char *const h[] = {"NAME",     "STATE", "KIND",    "SOURCE", "WEIGHT",
                                     "INFLIGHT", "QUEUE", "TTFT_MS", "URL",    "MODELS (*loaded)"};
     static const int r[] = {0, 0, 0, 0, 1, 1, 1, 1, 0, 0};
@@ -95,12 +91,8 @@ static int show(int argc, char **argv)
     char path[512];
     path_for(path, sizeof(path), argv[0], NULL);
     json_t *j;
-    if ((rc = admin_call("GET", path, NULL, &j)) != EXIT_OK)
+    if ((rc = admin_show(path, &j)) != EXIT_OK || j == NULL)
         return rc;
-    if (opts.json) {
-        print_json(j);
-        return EXIT_OK;
-    }
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v)

@@ -14,13 +14,9 @@ static int help(int argc, char **argv)
 static int show(int argc, char **argv)
 {
     json_t *j;
-    int rc = admin_call("GET", "/admin/v1/config", NULL, &j);
-    if (rc != EXIT_OK)
+    int rc = admin_show("/admin/v1/config", &j);
+    if (rc != EXIT_OK || j == NULL)
         return rc;
-    if (opts.json) {
-        print_json(j);
-        return EXIT_OK;
-    }
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v)

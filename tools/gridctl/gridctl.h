@@ -39,6 +39,11 @@ void print_json(json_t *j);
  * (new reference, may be NULL for an empty body); otherwise prints the error and returns its exit code.
  */
 int admin_call(const char *method, const char *path, json_t *body, json_t **out);
+/**
+ * GETs an admin resource to show it: with -j prints its JSON and leaves *out NULL; otherwise sets *out (new reference)
+ * for the caller's text form. Returns EXIT_OK, or the failed call's exit code.
+ */
+int admin_show(const char *path, json_t **out);
 /** Maps an HTTP status to an exit code. */
 int exit_for_status(int status);
 

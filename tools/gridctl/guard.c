@@ -75,13 +75,9 @@ static int remove_(int argc, char **argv)
 static int list(int argc, char **argv)
 {
     json_t *j;
-    int rc = admin_call("GET", "/admin/v1/guard", NULL, &j);
-    if (rc != EXIT_OK)
+    int rc = admin_show("/admin/v1/guard", &j);
+    if (rc != EXIT_OK || j == NULL)
         return rc;
-    if (opts.json) {
-        print_json(j);
-        return EXIT_OK;
-    }
     if (!json_is_true(json_object_get(j, "enabled")))
         printf("guard not loaded (needs BPF)\n");
     static const char *const h[] = {"LIST", "PREFIX", "SECONDS LEFT"};
@@ -108,13 +104,9 @@ static int list(int argc, char **argv)
 static int stats(int argc, char **argv)
 {
     json_t *j;
-    int rc = admin_call("GET", "/admin/v1/guard/stats", NULL, &j);
-    if (rc != EXIT_OK)
+    int rc = admin_show("/admin/v1/guard/stats", &j);
+    if (rc != EXIT_OK || j == NULL)
         return rc;
-    if (opts.json) {
-        print_json(j);
-        return EXIT_OK;
-    }
     if (!json_is_true(json_object_get(j, "enabled"))) {
         printf("guard not loaded (needs BPF)\n");
         json_decref(j);

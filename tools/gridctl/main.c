@@ -80,6 +80,16 @@ int exit_for_status(int status)
     return EXIT_FAIL;
 }
 
+int admin_show(const char *path, json_t **out)
+{
+    int rc = admin_call("GET", path, NULL, out);
+    if (rc == EXIT_OK && opts.json) {
+        print_json(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int admin_call(const char *method, const char *path, json_t *body, json_t **out)
 {
     char headers[600] = "Accept: application/json\r\n", *b = NULL;

@@ -28,13 +28,9 @@ static void join(json_t *a, char *out, size_t len)
 static int list(int argc, char **argv)
 {
     json_t *j;
-    int rc = admin_call("GET", "/admin/v1/models", NULL, &j);
-    if (rc != EXIT_OK)
+    int rc = admin_show("/admin/v1/models", &j);
+    if (rc != EXIT_OK || j == NULL)
         return rc;
-    if (opts.json) {
-        print_json(j);
-        return EXIT_OK;
-    }
     static const char *const h[] = {"MODEL", "KINDS", "SERVED BY", "LOADED ON"};
     struct table t;
     table_init(&t, 4, h, NULL);

@@ -81,13 +81,9 @@ static void print_tables(json_t *j)
 static int show(int argc, char **argv)
 {
     json_t *j;
-    int rc = admin_call("GET", "/admin/v1/stats", NULL, &j);
-    if (rc != EXIT_OK)
+    int rc = admin_show("/admin/v1/stats", &j);
+    if (rc != EXIT_OK || j == NULL)
         return rc;
-    if (opts.json) {
-        print_json(j);
-        return EXIT_OK;
-    }
     print_tables(j);
     json_decref(j);
     return EXIT_OK;

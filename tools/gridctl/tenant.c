@@ -27,13 +27,9 @@ static const char *num(char *buf, size_t len, json_t *v)
 static int list(int argc, char **argv)
 {
     json_t *j;
-    int rc = admin_call("GET", "/admin/v1/tenants", NULL, &j);
-    if (rc != EXIT_OK)
+    int rc = admin_show("/admin/v1/tenants", &j);
+    if (rc != EXIT_OK || j == NULL)
         return rc;
-    if (opts.json) {
-        print_json(j);
-        return EXIT_OK;
-    }
     static const char *const h[] = {"TENANT",     "KEYS",         "PRIORITY", "WEIGHT", "REQ/S LIMIT",
                                     "TOKENS/MIN", "MAX_INFLIGHT", "INFLIGHT", "QUEUED"};
     static const int r[] = {0, 1, 1, 1, 1, 1, 1, 1, 1};
