@@ -143,19 +143,19 @@ static h2o_iovec_t request_path(const char *buf, size_t len)
     return h2o_iovec_init(p, (size_t)(e - p));
 }
 
-/* Header lines of a complete head (from the line after the request line up to the blank line), or -1 when the
- * blank line has not come yet. */
+/* Header lines received so far: complete lines after the request line, up to the blank line that ends the head.
+ * picohttpparser fails on the 101st header line even before the head has ended. */
 static long header_lines(const char *buf, size_t len)
 {
     const char *p = memchr(buf, '\n', len), *end = buf + len;
     long n = 0;
     while (p != NULL && ++p < end) {
         if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n'))
-            return n;
-        n++;
+            break;
         p = memchr(p, '\n', (size_t)(end - p));
+        n += p != NULL;
     }
-    return -1;
+    return n;
 }
 
 int gg_http1_head_check(const char *buf, size_t len, gg_head_refusal_t *r)
@@ -171,11 +171,10 @@ int gg_http1_head_check(const char *buf, size_t len, gg_head_refusal_t *r)
     if (rc == -2 && inreqlen < H2O_MAX_REQLEN)
         return 0;
     r->path = request_path(buf, inreqlen);
-    long lines = header_lines(buf, inreqlen);
     if (rc == -2) {
         r->status = 431;
         r->message = "request head too large: at most 417,792 bytes of request line and headers";
-    } else if (lines > H2O_MAX_HEADERS) {
+    } else if (header_lines(buf, inreqlen) > H2O_MAX_HEADERS) {
         r->status = 431;
         r->message = "too many header fields: at most 100";
     } else {

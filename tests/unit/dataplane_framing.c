@@ -57,6 +57,10 @@ static void test_first_head(void)
     CHECK_EQ_INT(r.status, 431);
     CHECK(r.path.len == 9 && memcmp(r.path.base, "/api/chat", 9) == 0);
     free(h);
+    h = head_with("/api/chat", 150, &len); /* refused at the 101st line, before the head has ended */
+    CHECK_EQ_INT(gg_http1_head_check(h, len - 2, &r), -1);
+    CHECK_EQ_INT(r.status, 431);
+    free(h);
     CHECK_EQ_INT(gg_http1_head_check(H("GET /v1/x HTTP/1.1\r\nno colon\r\n\r\n"), &r), -1);
     CHECK_EQ_INT(r.status, 400);
     CHECK(r.path.len == 5 && memcmp(r.path.base, "/v1/x", 5) == 0);
