@@ -5,6 +5,7 @@
 # Not a test: numbers only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tools/bench/common.bash
 B=${GG_BUILD:-build}
 N=${BENCH_REQUESTS:-3000}
 LEVELS=${BENCH_LEVELS:-"1 3 6 9"}
@@ -13,15 +14,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-port_of() { # waits for "listening on http://H:P" in a log, prints P
-    for _ in $(seq 200); do
-        p=$(grep -oE 'listening on http://[0-9.]+:[0-9]+' "$1" 2>/dev/null | head -1 | sed 's/.*://')
-        [ -n "$p" ] && { echo "$p"; return; }
-        sleep 0.05
-    done
-    echo "no listening line in $1" >&2; cat "$1" >&2; exit 1
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 "$B/enginesim" --listen 127.0.0.1:0 --flavor vllm --models emb --embed-dim 1536 >"$work/sim.log" 2>&1 &
 pids+=($!)
@@ -64,7 +56,7 @@ run() { # $1 = label, $2 = zlib level (0 = off), $3 = client asks for gzip
     out=$(node "$work/client.mjs" "http://127.0.0.1:$p/v1/embeddings" "$N" "$3")
     t1=$(cpu_ticks $pid)
     kill $pid
-    local us=$(( (t1 - t0) * 1000000 / $(getconf CLK_TCK) / N ))
+    local us=$(( (t1 - t0) * 1000000 / $TCK / N ))
     echo "$1 ${out% *} ${out#* } $us"
 }
 

@@ -9,6 +9,7 @@
 # the measured window) against the capacity the quiet tenant leaves unused. Not a test: numbers only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tools/bench/common.bash
 B=${GG_BUILD:-build}
 DUR=${BENCH_SECONDS:-60}
 WARM=${BENCH_WARMUP:-5}
@@ -23,14 +24,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-port_of() { # waits for "listening on http://H:P" in a log, prints P
-    for _ in $(seq 200); do
-        p=$(grep -oE 'listening on http://[0-9.]+:[0-9]+' "$1" 2>/dev/null | head -1 | sed 's/.*://')
-        [ -n "$p" ] && { echo "$p"; return; }
-        sleep 0.05
-    done
-    echo "no listening line in $1" >&2; cat "$1" >&2; exit 1
-}
 
 "$B/enginesim" --listen 127.0.0.1:0 --flavor vllm --models bench --max-seqs "$SEQS" --decode-ms "$DECODE" \
     --prefill-tps "$PREFILL" --default-tokens 64 --max-queue 0 --log-level info >"$work/sim.log" 2>&1 &

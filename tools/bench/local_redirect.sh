@@ -10,6 +10,7 @@
 #   BENCH_ROUNDS (default 5), BENCH_SECONDS per arm and round (4), BENCH_CONC (16)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tools/bench/common.bash
 B=${GG_BUILD:-build}
 ROUNDS=${BENCH_ROUNDS:-5}
 DUR=${BENCH_SECONDS:-4}
@@ -38,14 +39,6 @@ bpftool prog attach pinned "$work/bpf/p/lr_msg" msg_verdict pinned "$work/bpf/m/
 mkdir "$cg"
 bpftool cgroup attach "$cg" sock_ops pinned "$work/bpf/p/lr_sockops"
 
-port_of() { # waits for "listening on http://H:P" in a log, prints P
-    for _ in $(seq 100); do
-        p=$(grep -oE 'listening on http://[0-9.]+:[0-9]+' "$1" 2>/dev/null | head -1 | sed 's/.*://')
-        [ -n "$p" ] && { echo "$p"; return; }
-        sleep 0.05
-    done
-    echo "no listening line in $1" >&2; cat "$1" >&2; exit 1
-}
 in_cgroup() { exec bash -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$cg" "$@"; }
 u32_bytes() { printf '%d %d %d %d' $(($1 & 255)) $(($1 >> 8 & 255)) 0 0; }
 SIM=("$B/enginesim" --listen 127.0.0.1:0 --flavor vllm --models bench --decode-ms 0 --max-seqs 256)
@@ -91,9 +84,6 @@ pids+=($!); NG=$!
 sleep 0.3
 NGW=$(pgrep -P "$NG" | head -1 || echo "$NG")
 
-pin() { # pin every thread of PID to CPU
-    for t in /proc/"$1"/task/*; do taskset -pc "$2" "${t##*/}" >/dev/null; done
-}
 WRK="wrk"
 if [ "$(nproc)" -ge 2 ]; then
     for p in $GGA $GGB $NGW; do pin "$p" 0; done
@@ -103,8 +93,6 @@ fi
 
 body='{"model":"bench","messages":[{"role":"user","content":"hello there, how are you today?"}],"max_tokens":8}'
 printf 'wrk.method="POST"\nwrk.headers["Content-Type"]="application/json"\nwrk.body=[[%s]]\n' "$body" >"$work/chat.lua"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TCK=$(getconf CLK_TCK)
 
 echo "# bench-local_redirect: $(nproc) cores, $ROUNDS rounds x ${DUR}s per arm, wrk -t1 -c$CONC, proxies on CPU 0"
 for _ in $(seq "$ROUNDS"); do

@@ -4,22 +4,15 @@
 # (and per relayed SSE chunk) from /proc/PID/stat. Not a test: numbers only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tools/bench/common.bash
 B=${GG_BUILD:-build}
 DUR=${BENCH_SECONDS:-8}
 TOKENS=${BENCH_STREAM_TOKENS:-100}
+PIN=${BENCH_PIN:-1} # proxies on CPU 0, wrk and enginesim on CPU 1 (BENCH_PIN=0: unpinned)
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-
-port_of() { # waits for "listening on http://H:P" in a log, prints P
-    for _ in $(seq 100); do
-        p=$(grep -oE 'listening on http://[0-9.]+:[0-9]+' "$1" 2>/dev/null | head -1 | sed 's/.*://')
-        [ -n "$p" ] && { echo "$p"; return; }
-        sleep 0.05
-    done
-    echo "no listening line in $1" >&2; cat "$1" >&2; exit 1
-}
 
 "$B/enginesim" --listen 127.0.0.1:0 --flavor vllm --models bench --decode-ms 0 --max-seqs 256 >"$work/sim.log" 2>&1 &
 pids+=($!); SIM=$!
@@ -56,53 +49,54 @@ nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!); NG=$!
 sleep 0.3
 NGW=$(pgrep -P "$NG" | head -1 || echo "$NG")
+WRK=wrk
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+    for p in $GG $NGW; do pin "$p" 0; done
+    pin "$SIM" 1
+    WRK="taskset -c 1 wrk"
+fi
 
 body='{"model":"bench","messages":[{"role":"user","content":"hello there, how are you today?"}],"max_tokens":8}'
 sbody="{\"model\":\"bench\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":$TOKENS,\"stream\":true}"
 printf 'wrk.method="POST"\nwrk.headers["Content-Type"]="application/json"\nwrk.body=[[%s]]\n' "$body" >"$work/chat.lua"
 printf 'wrk.method="POST"\nwrk.headers["Content-Type"]="application/json"\nwrk.body=[[%s]]\n' "$sbody" >"$work/stream.lua"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TCK=$(getconf CLK_TCK)
-
-# run NAME PORT PID CONC SCRIPT -> "rps p50_ms p99_ms cpu_us_per_req"
+# run NAME PORT PID CONC SCRIPT -> "rps p50_ms p99_ms cpu_us_per_req sys_us_per_req requests"
 run() {
     local port=$2 pid=$3 conc=$4 script=$5
-    local t0 t1 out rps p50 p99 n
-    t0=$( [ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
-    out=$(wrk -t1 -c"$conc" -d"${DUR}s" --latency -s "$script" "http://127.0.0.1:$port/v1/chat/completions" 2>&1)
-    t1=$( [ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
+    local u0=0 s0=0 u1=0 s1=0 out rps p50 p99 n
+    [ "$pid" != - ] && read -r u0 s0 < <(cpu_split "$pid")
+    out=$($WRK -t1 -c"$conc" -d"${DUR}s" --latency -s "$script" "http://127.0.0.1:$port/v1/chat/completions" 2>&1)
+    [ "$pid" != - ] && read -r u1 s1 < <(cpu_split "$pid")
     n=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1=="50%" {print $2}')
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    local cpu_us=0
-    [ "$pid" != - ] && [ "${n:-0}" -gt 0 ] && cpu_us=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$TCK" 'BEGIN{printf "%.1f", d * 1e6 / hz / n}')
-    echo "$rps $(ms "$p50") $(ms "$p99") $cpu_us $n"
-}
-ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> ms
-    awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us/,"",v); printf "%.3f", v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v); printf "%.3f", v} else if (v ~ /s$/) {sub(/s/,"",v); printf "%.3f", v*1000} else print "?" }'
+    local cpu="0 0"
+    [ "$pid" != - ] && [ "${n:-0}" -gt 0 ] &&
+        cpu=$(awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v hz="$TCK" 'BEGIN{printf "%.1f %.1f", (u + s) * 1e6 / hz / n, s * 1e6 / hz / n}')
+    echo "$rps $(ms "$p50") $(ms "$p99") $cpu $n"
 }
 
-echo "# bench-proxy: $(nproc) cores, ${DUR}s per cell, wrk -t1; enginesim vllm --decode-ms 0; gridgate --threads 1; nginx 1 worker"
-printf '%-18s %-9s %10s %9s %9s %12s %10s\n' workload peer req/s p50_ms p99_ms cpu_us/req ratio_rps
+echo "# bench-proxy: $(nproc) cores, ${DUR}s per cell, wrk -t1; enginesim vllm --decode-ms 0; gridgate --threads 1; nginx 1 worker; pinned: $PIN"
+printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' workload peer req/s p50_ms p99_ms cpu_us/req sys_us/req ratio_rps
 for conc in 1 16 64; do
-    read -r drps dp50 dp99 _ _ < <(run direct "$SP" - "$conc" "$work/chat.lua")
-    read -r grps gp50 gp99 gcpu _ < <(run gridgate "$GP" "$GG" "$conc" "$work/chat.lua")
-    read -r nrps np50 np99 ncpu _ < <(run nginx "$NP" "$NGW" "$conc" "$work/chat.lua")
-    printf '%-18s %-9s %10s %9s %9s %12s %10s\n' "chat c=$conc" direct "$drps" "$dp50" "$dp99" - 1.00
-    printf '%-18s %-9s %10s %9s %9s %12s %10s\n' "" gridgate "$grps" "$gp50" "$gp99" "$gcpu" "$(awk -v a="$grps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
-    printf '%-18s %-9s %10s %9s %9s %12s %10s\n' "" nginx "$nrps" "$np50" "$np99" "$ncpu" "$(awk -v a="$nrps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
+    read -r drps dp50 dp99 _ _ _ < <(run direct "$SP" - "$conc" "$work/chat.lua")
+    read -r grps gp50 gp99 gcpu gsys _ < <(run gridgate "$GP" "$GG" "$conc" "$work/chat.lua")
+    read -r nrps np50 np99 ncpu nsys _ < <(run nginx "$NP" "$NGW" "$conc" "$work/chat.lua")
+    printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "chat c=$conc" direct "$drps" "$dp50" "$dp99" - - 1.00
+    printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "" gridgate "$grps" "$gp50" "$gp99" "$gcpu" "$gsys" "$(awk -v a="$grps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
+    printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "" nginx "$nrps" "$np50" "$np99" "$ncpu" "$nsys" "$(awk -v a="$nrps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
     echo "  added p50/p99 ms: gridgate +$(awk -v a="$gp50" -v b="$dp50" 'BEGIN{printf "%.3f", a-b}')/+$(awk -v a="$gp99" -v b="$dp99" 'BEGIN{printf "%.3f", a-b}')  nginx +$(awk -v a="$np50" -v b="$dp50" 'BEGIN{printf "%.3f", a-b}')/+$(awk -v a="$np99" -v b="$dp99" 'BEGIN{printf "%.3f", a-b}')  cpu gridgate/nginx $(awk -v a="$gcpu" -v b="$ncpu" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')"
 done
 conc=16
-read -r drps dp50 dp99 _ _ < <(run direct "$SP" - "$conc" "$work/stream.lua")
-read -r grps gp50 gp99 gcpu gn < <(run gridgate "$GP" "$GG" "$conc" "$work/stream.lua")
-read -r nrps np50 np99 ncpu nn < <(run nginx "$NP" "$NGW" "$conc" "$work/stream.lua")
+read -r drps dp50 dp99 _ _ _ < <(run direct "$SP" - "$conc" "$work/stream.lua")
+read -r grps gp50 gp99 gcpu gsys _ < <(run gridgate "$GP" "$GG" "$conc" "$work/stream.lua")
+read -r nrps np50 np99 ncpu nsys _ < <(run nginx "$NP" "$NGW" "$conc" "$work/stream.lua")
 chunks=$((TOKENS + 3)) # role chunk, content chunks, finish chunk, [DONE]
 gchunk=$(awk -v c="$gcpu" -v k="$chunks" 'BEGIN{printf "%.2f", c/k}')
 nchunk=$(awk -v c="$ncpu" -v k="$chunks" 'BEGIN{printf "%.2f", c/k}')
-printf '%-18s %-9s %10s %9s %9s %12s %10s\n' "stream ${TOKENS}tok c=16" direct "$drps" "$dp50" "$dp99" - 1.00
-printf '%-18s %-9s %10s %9s %9s %12s %10s\n' "" gridgate "$grps" "$gp50" "$gp99" "$gcpu" "$(awk -v a="$grps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
-printf '%-18s %-9s %10s %9s %9s %12s %10s\n' "" nginx "$nrps" "$np50" "$np99" "$ncpu" "$(awk -v a="$nrps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "stream ${TOKENS}tok c=16" direct "$drps" "$dp50" "$dp99" - - 1.00
+printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "" gridgate "$grps" "$gp50" "$gp99" "$gcpu" "$gsys" "$(awk -v a="$grps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "" nginx "$nrps" "$np50" "$np99" "$ncpu" "$nsys" "$(awk -v a="$nrps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
 echo "  cpu-us per relayed chunk: gridgate $gchunk, nginx $nchunk"
