@@ -10,7 +10,7 @@
 #include <linux/types.h>
 #endif
 
-#define GG_BPF_ABI_VERSION 4
+#define GG_BPF_ABI_VERSION 5
 
 #define GG_BPF_MAX_BACKENDS 256 /* == GG_MAX_BACKENDS; the slot index is the key */
 #define GG_BPF_MAX_MODELS 1024
@@ -136,10 +136,13 @@ struct gg_bpf_flow {
     __u8 tail[2 * GG_BPF_TAIL];
 };
 
-/* ends (HASH, internal): socket cookie -> its flow slot and direction (the direction it sends in) */
+/* ends (HASH, internal): socket cookie -> its flow slot and direction (the direction it sends in), and the TCP
+ * sequence number just past the last byte the verdict has handed on from this socket (see drop_repeat()) */
 struct gg_bpf_end {
     __u32 flow;
     __u32 dir;
+    __u32 next_seq;
+    __u32 seq_known; /* next_seq is set; 0 in a new entry: the first skb takes it from the socket's copied_seq */
 };
 
 /* stats (PERCPU_ARRAY): counters by reason, key = enum gg_bpf_stat */
@@ -152,6 +155,8 @@ enum gg_bpf_stat {
     GG_BPF_STAT_NO_PEER,        /* the peer socket was gone from the sockhash: passed */
     GG_BPF_STAT_MSG_BYTES,      /* bytes gridgate itself sent on member sockets (sk_msg) */
     GG_BPF_STAT_STREAM_END,     /* a spliced stream's end marker seen: that skb went to userspace */
+    GG_BPF_STAT_REPEAT_BYTES,   /* bytes cut off the head of an skb that repeated bytes already handed on */
+    GG_BPF_STAT_REPEAT_FAIL,    /* an skb whose repeated head could not be cut off: dropped */
     GG_BPF_STAT_COUNT
 };
 struct gg_bpf_stat_val {
@@ -164,6 +169,6 @@ _Static_assert(sizeof(struct gg_bpf_backend) % 8 == 0, "mmapped array values mus
 _Static_assert(sizeof(struct gg_bpf_model) == 72, "model ABI");
 _Static_assert(sizeof(struct gg_bpf_tenant) == 104, "tenant ABI");
 _Static_assert(sizeof(struct gg_bpf_flow) == 152 + 2 * GG_BPF_TAIL, "flow ABI");
-_Static_assert(sizeof(struct gg_bpf_end) == 8, "end ABI");
+_Static_assert(sizeof(struct gg_bpf_end) == 16, "end ABI");
 _Static_assert(sizeof(struct gg_bpf_flow) % 8 == 0, "mmapped array values must be 8-byte multiples");
 #endif
