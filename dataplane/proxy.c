@@ -854,6 +854,10 @@ static void on_dispose(void *p)
     gg_tenant_record(c->tenant, status, c->reject, c->queue_wait_us, c->t_first_token ? (c->t_first_token - c->t_start) / 1000 : 0,
                      tin, tout);
 
+    /* A buffered answer (or error) went out in one piece through gg_respond, which set its length; streams count theirs. */
+    uint64_t bytes_out = c->bytes_out;
+    if (bytes_out == 0 && !c->spliced && c->req != NULL && c->req->res.content_length != SIZE_MAX)
+        bytes_out = c->req->res.content_length;
     gg_accesslog_entry_t e = {.req = c->spliced ? NULL : c->req,
                               .method = c->saved_method,
                               .path = c->saved_path,
@@ -867,7 +871,7 @@ static void on_dispose(void *p)
                               .duration_us = (end - c->t_start) / 1000,
                               .tokens_in = tin,
                               .tokens_out = tout,
-                              .bytes_out = c->bytes_out,
+                              .bytes_out = bytes_out,
                               .attempts = c->attempts,
                               .stream = c->streaming,
                               .error = c->error};

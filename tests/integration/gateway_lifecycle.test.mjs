@@ -79,6 +79,7 @@ test('/metrics and the access log report what happened', async () => {
   assert.equal(s.backend, 'sim');
   assert.ok(s.ttft_ms > 0 && s.tokens_out > 0 && s.bytes_out > 0);
   assert.equal(ns.status, 200);
+  assert.ok(ns.bytes_out > 100, 'a buffered answer counts its bytes');
   assert.equal(ns.path, '/v1/chat/completions');
   assert.equal(nf.status, 404);
   assert.ok(!(await fs.readFile(log, 'utf8')).includes('SECRET123'), 'query strings are never logged');
