@@ -114,26 +114,27 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /* tcp_read_skb() hands the verdict whole skbs from the receive queue, and two kinds of skb there start before the
  * next unread byte: a retransmit that overlaps bytes already received (TCP queues it whole, seq before rcv_nxt; with
- * loopback drops under bulk load this happens about once in a hundred 100 MB transfers), and one userspace had
- * partly read before the socket joined. A normal read skips what was read; the verdict must do so itself, or those
- * bytes go out twice. Cuts the repeat off the head (bpf_skb_adjust_room pops at most 0xfff bytes a call), which also
+ * loopback drops under bulk load, about one 100 MB transfer in a thousand meets one), and one userspace had partly
+ * read before the socket joined. A normal read skips what was read; the verdict must do so itself, or those bytes go
+ * out twice. Cuts the repeat off the head (bpf_skb_adjust_room pops at most 0xfff bytes a call), which also
  * keeps copied_seq right, since the kernel advances it by the skb's length after the verdict. Returns 0, or -1 for an
  * skb to drop: nothing new in it, or a head that could not be cut. */
 static __always_inline int drop_repeat(struct gg_bpf_end *end, struct __sk_buff *skb)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)kskb->cb;
-	__u32 seq = cb->seq, len = skb->len, cut, n;
+	__u32 seq = cb->seq, len = skb->len, next = end->seq_known ? end->next_seq : seq, cut, n;
+	struct bpf_sock *sk = skb->sk;
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
 	__s32 over;
 
-	if (!end->seq_known) {
-		struct bpf_sock *sk = skb->sk;
-		struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
-
-		end->next_seq = tp ? tp->copied_seq : seq;
-		end->seq_known = 1;
-	}
-	over = (__s32)(end->next_seq - seq);
+	/* Userspace also reads a socket's queue itself (before the splice, and whatever no verdict ran on): copied_seq
+	 * covers those bytes, and never runs ahead of what was handed on, the kernel advancing it by the cut length. */
+	if (tp && (!end->seq_known || (__s32)(tp->copied_seq - next) > 0))
+		next = tp->copied_seq;
+	end->seq_known = 1;
+	end->next_seq = next;
+	over = (__s32)(next - seq);
 	if (over > 0 && (__u32)over > len)
 		over = len;
 	if (over <= 0) {
@@ -141,13 +142,15 @@ static __always_inline int drop_repeat(struct gg_bpf_end *end, struct __sk_buff 
 		return 0;
 	}
 	cut = over;
-	for (int i = 0; i < 17 && cut > 0; i++) {
+	for (int i = 0; i < 64 && cut > 0; i++) {
 		n = cut > 0xfff ? 0xfff : cut;
-		if (bpf_skb_adjust_room(skb, -(__s32)n, 0, 0) != 0) {
-			count(GG_BPF_STAT_REPEAT_FAIL, 1);
-			return -1;
-		}
+		if (bpf_skb_adjust_room(skb, -(__s32)n, 0, 0) != 0)
+			break;
 		cut -= n;
+	}
+	if (cut > 0) {
+		count(GG_BPF_STAT_REPEAT_FAIL, 1);
+		return -1;
 	}
 	count(GG_BPF_STAT_REPEAT_BYTES, over);
 	if ((__u32)over == len)
