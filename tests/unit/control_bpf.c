@@ -1,8 +1,9 @@
 /* Tests control/bpf.c and the spliced mode of dataplane/tunnel.c as root on loopback TCP: pinned maps survive a
  * reload and are recreated on an ABI mismatch; a spliced pair is byte-exact both ways in bulk and in many small
- * chunks, bytes queued before the splice are not stuck, counters equal the bytes sent, either side's close or reset
- * ends the tunnel after the drain, and a stalled reader bounds what the kernel holds (then still gets every byte in
- * order). Without privileges it says so and checks that the fallback is clean. */
+ * chunks, bytes queued before the splice are not stuck, an skb partly read before it goes on without the read part,
+ * counters equal the bytes sent, either side's close or reset ends the tunnel after the drain, and a stalled reader
+ * bounds what the kernel holds (then still gets every byte in order). Without privileges it says so and checks that
+ * the fallback is clean. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -240,7 +241,6 @@ static void test_small_chunks(void)
     run_both_ways(200000u * 100, 100);
 }
 
-/* bpf.splice_tunnels off: the kernel assist is loaded, yet the tunnel relays in userspace */
 /* Bytes read off an skb before the splice must not go out again. The tunnel reads a receive queue empty before it
  * splices, but gg_bpf_splice_add() promises no more than "everything read was written out": with an skb partly read,
  * the kernel hands the verdict that skb whole, and the verdict cuts off the part already read (drop_repeat() in
@@ -275,6 +275,7 @@ static void test_partly_read_skb(void)
     close(b.outer);
 }
 
+/* bpf.splice_tunnels off: the kernel assist is loaded, yet the tunnel relays in userspace */
 static void test_splice_switch(void)
 {
     gg_tunnel_set_splice(0);
