@@ -135,12 +135,12 @@ static __always_inline int drop_repeat(struct gg_bpf_end *end, struct __sk_buff 
 	end->seq_known = 1;
 	end->next_seq = next;
 	over = (__s32)(next - seq);
-	if (over > 0 && (__u32)over > len)
-		over = len;
 	if (over <= 0) {
 		end->next_seq = seq + len;
 		return 0;
 	}
+	if ((__u32)over > len)
+		over = len;
 	cut = over;
 	for (int i = 0; i < 64 && cut > 0; i++) {
 		n = cut > 0xfff ? 0xfff : cut;

@@ -78,25 +78,29 @@ run() {
     echo "$rps $(ms "$p50") $(ms "$p99") $cpu $n"
 }
 
+row() { printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "$@"; } # workload peer req/s p50 p99 cpu sys ratio
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+added() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a - b}'; } # ms over direct
+
 echo "# bench-proxy: $(nproc) cores, ${DUR}s per cell, wrk -t1; enginesim vllm --decode-ms 0; gridgate --threads 1; nginx 1 worker; pinned: $PIN"
-printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' workload peer req/s p50_ms p99_ms cpu_us/req sys_us/req ratio_rps
+row workload peer req/s p50_ms p99_ms cpu_us/req sys_us/req ratio_rps
 for conc in 1 16 64; do
     read -r drps dp50 dp99 _ _ _ < <(run direct "$SP" - "$conc" "$work/chat.lua")
     read -r grps gp50 gp99 gcpu gsys _ < <(run gridgate "$GP" "$GG" "$conc" "$work/chat.lua")
     read -r nrps np50 np99 ncpu nsys _ < <(run nginx "$NP" "$NGW" "$conc" "$work/chat.lua")
-    printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "chat c=$conc" direct "$drps" "$dp50" "$dp99" - - 1.00
-    printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "" gridgate "$grps" "$gp50" "$gp99" "$gcpu" "$gsys" "$(awk -v a="$grps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
-    printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "" nginx "$nrps" "$np50" "$np99" "$ncpu" "$nsys" "$(awk -v a="$nrps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
-    echo "  added p50/p99 ms: gridgate +$(awk -v a="$gp50" -v b="$dp50" 'BEGIN{printf "%.3f", a-b}')/+$(awk -v a="$gp99" -v b="$dp99" 'BEGIN{printf "%.3f", a-b}')  nginx +$(awk -v a="$np50" -v b="$dp50" 'BEGIN{printf "%.3f", a-b}')/+$(awk -v a="$np99" -v b="$dp99" 'BEGIN{printf "%.3f", a-b}')  cpu gridgate/nginx $(awk -v a="$gcpu" -v b="$ncpu" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')"
+    row "chat c=$conc" direct "$drps" "$dp50" "$dp99" - - 1.00
+    row "" gridgate "$grps" "$gp50" "$gp99" "$gcpu" "$gsys" "$(ratio "$grps" "$drps")"
+    row "" nginx "$nrps" "$np50" "$np99" "$ncpu" "$nsys" "$(ratio "$nrps" "$drps")"
+    echo "  added p50/p99 ms: gridgate +$(added "$gp50" "$dp50")/+$(added "$gp99" "$dp99")  nginx +$(added "$np50" "$dp50")/+$(added "$np99" "$dp99")  cpu gridgate/nginx $(ratio "$gcpu" "$ncpu")"
 done
 conc=16
 read -r drps dp50 dp99 _ _ _ < <(run direct "$SP" - "$conc" "$work/stream.lua")
 read -r grps gp50 gp99 gcpu gsys _ < <(run gridgate "$GP" "$GG" "$conc" "$work/stream.lua")
 read -r nrps np50 np99 ncpu nsys _ < <(run nginx "$NP" "$NGW" "$conc" "$work/stream.lua")
 chunks=$((TOKENS + 3)) # role chunk, content chunks, finish chunk, [DONE]
-gchunk=$(awk -v c="$gcpu" -v k="$chunks" 'BEGIN{printf "%.2f", c/k}')
-nchunk=$(awk -v c="$ncpu" -v k="$chunks" 'BEGIN{printf "%.2f", c/k}')
-printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "stream ${TOKENS}tok c=16" direct "$drps" "$dp50" "$dp99" - - 1.00
-printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "" gridgate "$grps" "$gp50" "$gp99" "$gcpu" "$gsys" "$(awk -v a="$grps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
-printf '%-18s %-9s %10s %9s %9s %12s %10s %10s\n' "" nginx "$nrps" "$np50" "$np99" "$ncpu" "$nsys" "$(awk -v a="$nrps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
+gchunk=$(ratio "$gcpu" "$chunks")
+nchunk=$(ratio "$ncpu" "$chunks")
+row "stream ${TOKENS}tok c=16" direct "$drps" "$dp50" "$dp99" - - 1.00
+row "" gridgate "$grps" "$gp50" "$gp99" "$gcpu" "$gsys" "$(ratio "$grps" "$drps")"
+row "" nginx "$nrps" "$np50" "$np99" "$ncpu" "$nsys" "$(ratio "$nrps" "$drps")"
 echo "  cpu-us per relayed chunk: gridgate $gchunk, nginx $nchunk"
