@@ -192,6 +192,22 @@ static void on_ollama_tags(h2o_req_t *req, int loaded_only)
     respond_json(req, 200, json_pack("{s:o}", "models", models));
 }
 
+/* Everything answered here (not by the proxy) is logged here, in the same format; model and tenant may be NULL. */
+static void log_answer_of(h2o_req_t *req, const char *model, const gg_tenant_t *tenant)
+{
+    gg_accesslog_entry_t e = {.req = req,
+                              .status = req->res.status,
+                              .bytes_out = req->res.content_length,
+                              .model = model,
+                              .tenant = tenant != NULL ? tenant->name : NULL};
+    gg_accesslog_write(&e);
+}
+
+static void log_answer(h2o_req_t *req)
+{
+    log_answer_of(req, NULL, NULL);
+}
+
 /* --- inference ------------------------------------------------------------------------------------ */
 
 static void free_inflated(void *p)
@@ -236,21 +252,25 @@ static int inflate_body(h2o_req_t *req, enum gg_dialect d)
     return 0;
 }
 
-/* Returns 1 when the proxy took the request (it logs it), 0 when it was answered here. */
-static int on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, const char *path)
+/* Answers or hands to the proxy, which logs what it answers; everything answered here is logged here. */
+static void on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, const char *path)
 {
     gg_tenant_t *tenant = gg_tenant_identify(req);
     if (tenant == NULL) {
         gg_tenant_respond_unauthorized(req, d);
-        return 0;
+        log_answer(req);
+        return;
     }
     gg_reqinfo_t ri;
     char err[256];
-    if (inflate_body(req, d) != 0)
-        return 0;
+    if (inflate_body(req, d) != 0) {
+        log_answer_of(req, NULL, tenant);
+        return;
+    }
     if (gg_reqinfo_parse(&ri, d, ep, req->entity.base ? req->entity.base : "", req->entity.len, err, sizeof(err)) != 0) {
         gg_respond_error(req, d, 400, err, "invalid_request_error", NULL);
-        return 0;
+        log_answer_of(req, NULL, tenant);
+        return;
     }
     const char *model = resolve_alias(ri.model);
     const gg_model_table_t *t = gg_models_current();
@@ -262,8 +282,9 @@ static int on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, 
         else
             snprintf(msg, sizeof(msg), "model '%s' not found", ri.model);
         gg_respond_error(req, d, 404, msg, "invalid_request_error", "model_not_found");
+        log_answer_of(req, ri.model, tenant);
         gg_reqinfo_dispose(&ri);
-        return 0;
+        return;
     }
     char name[GG_MODEL_NAME_MAX];
     snprintf(name, sizeof(name), "%s", model);
@@ -271,14 +292,6 @@ static int on_inference(h2o_req_t *req, enum gg_dialect d, enum gg_endpoint ep, 
     if (edited)
         gg_reqinfo_set_model(&ri, name);
     gg_proxy_start(req, tenant, &ri, path, name, e->served, e->loaded, edited);
-    return 1;
-}
-
-/* Everything answered here (not by the proxy) is logged here, in the same format. */
-static void log_answer(h2o_req_t *req)
-{
-    gg_accesslog_entry_t e = {.req = req, .status = req->res.status, .bytes_out = req->res.content_length};
-    gg_accesslog_write(&e);
 }
 
 static void dispatch(h2o_req_t *req);
@@ -313,8 +326,7 @@ static void dispatch(h2o_req_t *req)
             log_answer(req);
             return;
         }
-        if (!on_inference(req, d, ep, gg_endpoint_path(d, ep)))
-            log_answer(req);
+        on_inference(req, d, ep, gg_endpoint_path(d, ep));
         return;
     }
     if (path_is(path, GG_REGISTER_PATH)) {

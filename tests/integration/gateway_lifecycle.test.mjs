@@ -82,6 +82,7 @@ test('/metrics and the access log report what happened', async () => {
   assert.ok(ns.bytes_out > 100, 'a buffered answer counts its bytes');
   assert.equal(ns.path, '/v1/chat/completions');
   assert.equal(nf.status, 404);
+  assert.equal(nf.model, 'nope', 'a refused request is logged with the model it asked for');
   assert.ok(!(await fs.readFile(log, 'utf8')).includes('SECRET123'), 'query strings are never logged');
 });
 

@@ -9,11 +9,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -137,9 +139,28 @@ struct xfer {
     size_t chunk;
     uint64_t done;
     int bad;         /* reader: first mismatch seen */
+    uint64_t bad_at; /* reader: its offset */
+    int64_t shift;   /* reader: where the bytes there came from, relative to it (0: not found nearby) */
     unsigned lag_us; /* reader: pause after each read */
     _Atomic int finished;
 };
+
+/* Where the len bytes received at offset at were sent from: the offset difference, searched within 4 MB either way
+ * over the first 16 bytes; 0 if not found. Tells a repeat (negative) from a skip (positive) from garbage. */
+static int64_t find_shift(const uint8_t *got, size_t len, uint64_t at, int dir)
+{
+    size_t n = len < 16 ? len : 16;
+    for (int64_t d = 1; d < (4 << 20); d++)
+        for (int sign = -1; sign <= 1; sign += 2) {
+            int64_t from = (int64_t)at + sign * d;
+            size_t k = 0;
+            while (from >= 0 && k < n && got[k] == pattern((uint64_t)from + k, dir))
+                k++;
+            if (from >= 0 && k == n)
+                return sign * d;
+        }
+    return 0;
+}
 
 static void *writer(void *arg)
 {
@@ -168,8 +189,11 @@ static void *reader(void *arg)
         if (r <= 0)
             break;
         for (ssize_t i = 0; i < r && !x->bad; i++)
-            if (buf[i] != pattern(x->done + i, x->dir))
+            if (buf[i] != pattern(x->done + i, x->dir)) {
                 x->bad = 1;
+                x->bad_at = x->done + i;
+                x->shift = find_shift(buf + i, (size_t)(r - i), x->bad_at, x->dir);
+            }
         x->done += r;
         if (x->lag_us)
             usleep(x->lag_us);
@@ -177,6 +201,47 @@ static void *reader(void *arg)
     free(buf);
     atomic_store(&x->finished, 1);
     return NULL;
+}
+
+/* Runs the loop until every reader has finished, or none has moved for STALL_S seconds: then it says how far each got
+ * and shuts the test's ends, so the blocked threads return and the checks that follow fail instead of hanging. */
+#define STALL_S 20
+static void run_until_read(struct xfer *const *readers, int n)
+{
+    uint64_t last = UINT64_MAX;
+    time_t moved = time(NULL);
+    for (;;) {
+        uint64_t sum = 0;
+        int finished = 1;
+        for (int k = 0; k < n; k++) {
+            sum += readers[k]->done;
+            finished &= readers[k]->finished;
+        }
+        if (finished)
+            return;
+        if (sum != last) {
+            last = sum;
+            moved = time(NULL);
+        } else if (time(NULL) - moved > STALL_S) {
+            for (int k = 0; k < n; k++) {
+                fprintf(stderr, "stalled: reader %d has %llu of %llu B\n", k, (unsigned long long)readers[k]->done,
+                        (unsigned long long)readers[k]->total);
+                shutdown(readers[k]->fd, SHUT_RDWR);
+            }
+            for (uint32_t r = 0; r < GG_BPF_STAT_COUNT; r++)
+                fprintf(stderr, "stats[%u] = %llu\n", r, (unsigned long long)stat_sum(r));
+            return;
+        }
+        h2o_evloop_run(loop, 10);
+    }
+}
+
+/* A reader's mismatch, if any: where, and where those bytes were sent from. */
+static void report_bad(const char *name, const struct xfer *x)
+{
+    if (x->bad)
+        fprintf(stderr, "%s: first wrong byte at %llu; it came from %lld B %s\n", name, (unsigned long long)x->bad_at,
+                (long long)(x->shift < 0 ? -x->shift : x->shift), x->shift < 0 ? "earlier" : x->shift > 0 ? "later" : "nowhere nearby");
 }
 
 /* Both directions at once through a spliced tunnel; returns the closed record after a closes. */
@@ -202,10 +267,11 @@ static void run_both_ways(uint64_t total, size_t chunk)
     pthread_create(&th[1], NULL, reader, &xs[1]);
     pthread_create(&th[2], NULL, writer, &xs[2]);
     pthread_create(&th[3], NULL, reader, &xs[3]);
-    for (int i = 0; i < 600000 && !(xs[1].finished && xs[3].finished); i++)
-        h2o_evloop_run(loop, 10);
+    run_until_read((struct xfer *const[]){&xs[1], &xs[3]}, 2);
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
+    report_bad("a to b", &xs[1]);
+    report_bad("b to a", &xs[3]);
     CHECK_EQ_INT(xs[1].done, total);
     CHECK_EQ_INT(xs[3].done, total);
     CHECK_EQ_INT(xs[1].bad, 0);
@@ -307,10 +373,10 @@ static void test_lagging_reader(void)
     pthread_t th[2];
     pthread_create(&th[0], NULL, writer, &xs[0]);
     pthread_create(&th[1], NULL, reader, &xs[1]);
-    for (int i = 0; i < 600000 && !xs[1].finished; i++)
-        h2o_evloop_run(loop, 10);
+    run_until_read((struct xfer *const[]){&xs[1]}, 1);
     pthread_join(th[0], NULL);
     pthread_join(th[1], NULL);
+    report_bad("a to b", &xs[1]);
     CHECK_EQ_INT(xs[1].done, total);
     CHECK_EQ_INT(xs[1].bad, 0);
     close(a.outer);
@@ -683,6 +749,7 @@ static void cleanup_pins(void)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* a stalled transfer's ends are shut under its writers */
     snprintf(pin, sizeof(pin), "/sys/fs/bpf/gg-unit-%d", (int)getpid());
     if (gg_bpf_init(GG_BPF_AUTO, pin) != 0 || !gg_bpf_enabled()) {
         /* no privileges: auto falls back cleanly and nothing is spliced */
