@@ -239,9 +239,11 @@ static void run_until_read(struct xfer *const *readers, int n)
 /* A reader's mismatch, if any: where, and where those bytes were sent from. */
 static void report_bad(const char *name, const struct xfer *x)
 {
-    if (x->bad)
-        fprintf(stderr, "%s: first wrong byte at %llu; it came from %lld B %s\n", name, (unsigned long long)x->bad_at,
-                (long long)(x->shift < 0 ? -x->shift : x->shift), x->shift < 0 ? "earlier" : x->shift > 0 ? "later" : "nowhere nearby");
+    if (!x->bad)
+        return;
+    const char *where = x->shift < 0 ? "earlier" : x->shift > 0 ? "later" : "nowhere nearby";
+    fprintf(stderr, "%s: first wrong byte at %llu; it came from %lld B %s\n", name, (unsigned long long)x->bad_at,
+            (long long)llabs(x->shift), where);
 }
 
 /* Both directions at once through a spliced tunnel; returns the closed record after a closes. */
