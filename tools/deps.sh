@@ -7,7 +7,7 @@ set -eu
 
 build_pkgs="gcc make clang llvm pkg-config libh2o-evloop-dev libwslay-dev libssl-dev zlib1g-dev libjansson-dev
             libbpf-dev libelf-dev bpftool linux-libc-dev libclang-rt-14-dev"
-test_pkgs="curl iproute2 procps jq chromium valgrind"
+test_pkgs="curl iproute2 nftables procps jq chromium valgrind"
 bench_pkgs="nginx-light wrk haproxy"
 
 mode=${1:-check}
