@@ -817,8 +817,8 @@ int main(void)
     loop = h2o_evloop_create();
     listener = listen_loopback();
     /* test_bulk_lossy last: it moves the process into a network namespace of its own */
-    void (*tests[])(void) = {test_bulk,          test_small_chunks,    test_partly_read_skb,     test_lagging_reader,
-                             test_splice_switch, test_client_abort,    test_backend_reset,       test_stalled_reader,
+    void (*tests[])(void) = {test_bulk,          test_small_chunks,    test_partly_read_skb,      test_lagging_reader,
+                             test_splice_switch, test_client_abort,    test_backend_reset,        test_stalled_reader,
                              test_stress,        test_backends_mirror, test_pinned_reuse_and_abi, test_bulk_lossy};
     /* GG_BPF_TEST=N runs only the Nth test: for running one of them many times over */
     const char *only = getenv("GG_BPF_TEST");
