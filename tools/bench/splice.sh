@@ -13,7 +13,7 @@ src=$(ls common/*.c control/*.c control/adapters/*.c dataplane/*.c | grep -v '^c
 # shellcheck disable=SC2086
 ${CC:-gcc} -O2 -g -std=gnu11 -DH2O_USE_LIBUV=0 -D_GNU_SOURCE -I. -Iinclude -I"$B" -o "$B/bench/splice" \
     tools/bench/splice.c $src -lh2o-evloop -lssl -lcrypto -lz -ljansson -lbpf -lelf -lpthread -lm
-"$B/bench/splice" "${BENCH_STREAMS:-500}" "${BENCH_RATE:-50}" "${BENCH_SECONDS:-5}" "${BENCH_BULK_MB:-1024}"
+"$B/bench/splice" "${BENCH_STREAMS:-500}" "${BENCH_RATE:-50}" "${BENCH_SECONDS:-5}" "${BENCH_BULK_MB:-1024}" "${BENCH_ROUNDS:-3}"
 # SSE arm: a real gridgate, userspace relay vs spliced SSE responses (bpf.splice_streams), side by side.
 make --no-print-directory -s B="$B" "$B/gridgate"
 GG_BUILD="$B" node tools/bench/splice_sse.mjs
