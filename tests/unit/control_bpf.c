@@ -1,9 +1,9 @@
 /* Tests control/bpf.c and the spliced mode of dataplane/tunnel.c as root on loopback TCP: pinned maps survive a
- * reload and are recreated on an ABI mismatch; a spliced pair is byte-exact both ways in bulk and in many small
- * chunks, bytes queued before the splice are not stuck, an skb partly read before it goes on without the read part,
- * counters equal the bytes sent, either side's close or reset ends the tunnel after the drain, and a stalled reader
- * bounds what the kernel holds (then still gets every byte in order). Without privileges it says so and checks that
- * the fallback is clean. */
+ * reload and are recreated on an ABI mismatch; a spliced pair is byte-exact both ways in bulk (also over a lossy
+ * loopback, where retransmits overlap what was received) and in many small chunks, bytes queued before the splice
+ * are not stuck, an skb partly read before it goes on without the read part, counters equal the bytes sent, either
+ * side's close or reset ends the tunnel after the drain, and a stalled reader bounds what the kernel holds (then
+ * still gets every byte in order). Without privileges it says so and checks that the fallback is clean. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
