@@ -4,6 +4,7 @@
  * operations used by the splice hand-off. */
 #include "gridgate/bpf.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -285,6 +286,19 @@ int gg_bpf_init(int mode, const char *pin_path)
     gg_bpf_sync();
     gg_guard_load(pin_path ? pin_path : "/sys/fs/bpf/gridgate"); /* its own object and maps; failing leaves it off */
     return 0;
+}
+
+int gg_bpf_remove_pins(const char *pin_path)
+{
+    DIR *d = opendir(pin_path);
+    if (d == NULL)
+        return -errno;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    return rmdir(pin_path) == 0 ? 0 : -errno;
 }
 
 void gg_bpf_shutdown(void)

@@ -24,6 +24,9 @@ int gg_bpf_init(int mode, const char *pin_path);
 int gg_bpf_check_pins(const char *pin_path, const char *version_map, uint32_t version, const char *const *maps, size_t n);
 /** Detaches and unloads (pinned maps stay). */
 void gg_bpf_shutdown(void);
+/** Unpins everything pinned in the directory pin_path and removes it: for tests and benches that pin under a private
+ * directory. 0 or -errno. */
+int gg_bpf_remove_pins(const char *pin_path);
 /** 1 when the maps are loaded and published. */
 int gg_bpf_enabled(void);
 /** 1 when new socket pairs may be spliced (loaded, and splicing not switched off with gg_bpf_set_splice). */

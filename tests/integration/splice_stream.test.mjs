@@ -7,6 +7,7 @@
 // assertions) run in node processes inside the namespace: their source is sent with the helpers below (PRELUDE).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, writeConfig } from '../lib/harness.mjs';
@@ -262,8 +263,8 @@ const rawBackend = () =>
   ns.start(process.execPath, ['--input-type=module', '-e', `const { default: net } = await import('node:net');\n${event}\n(${rawBackendMain})();`]);
 
 /** A gridgate in the namespace splicing streams from `backends`, its maps pinned under the namespace's bpffs. */
-async function splicing(backends, pin, extra = [], bpf = {}) {
-  const gw = await ns.gridgate(['--config', await writeConfig({ backends, bpf: { splice_streams: true, ...bpf } }), '--bpf', 'on', '--pin-path', ns.pinPath(pin), ...extra]);
+async function splicing(backends, pin, extra = [], bpf = {}, config = {}) {
+  const gw = await ns.gridgate(['--config', await writeConfig({ ...config, backends, bpf: { splice_streams: true, ...bpf } }), '--bpf', 'on', '--pin-path', ns.pinPath(pin), ...extra]);
   assert.ok(fs.readdirSync(ns.pinPath(pin)).length > 0, `maps pinned under the namespace's bpffs (${ns.pinPath(pin)})`);
   return gw;
 }
@@ -454,59 +455,103 @@ test('aborts: client abort mid-splice cancels the engine; backend reset mid-spli
   }, env);
 });
 
-test('stress: thousands of spliced responses over parallel keep-alive connections, every byte checked', { skip }, async () => {
-  const total = Number(process.env.GG_SPLICE_STRESS || 2000);
-  const r = await inNs(async ({ gwOn, gwOff, logOn }, total) => {
-    const expect = new Map();
+/** What the gridgate that does not splice answers to each of 96 streamed requests, as [path, body, masked answer]
+ * in a JSON file (too big for a command line); returns its path. */
+const references = () =>
+  inNs(async ({ gwOff }, file) => {
     const ref = new Conn(gwOff.port);
     await ref.ready;
-    const kinds = [];
+    const out = [];
     for (let n = 1; n <= 48; n++) {
-      kinds.push(['/v1/chat/completions', chat(n, { ignore_eos: true })], ['/api/chat', ochat(n)]);
+      for (const [p, b] of [['/v1/chat/completions', chat(n, { ignore_eos: true })], ['/api/chat', ochat(n)]]) out.push([p, b, mask((await ref.request(p, b)).body)]);
     }
-    for (const [p, b] of kinds) expect.set(p + JSON.stringify(b), mask((await ref.request(p, b)).body));
     ref.close();
-    const s0 = await metric(gwOn, 'gridgate_spliced_streams_total');
+    (await import('node:fs')).writeFileSync(file, JSON.stringify(out));
+    return file;
+  }, env, path.join(fs.mkdtempSync('/tmp/gg-sse-refs-'), 'refs.json'));
+
+/** `total` requests from `refs` through the splicing gridgate `gw` (with access log `log`) over 32 parallel keep-alive
+ * connections, every answer checked against its reference; asserts none was corrupted or broken and nearly all were
+ * spliced. */
+async function stress(total, refs, gw = env.gwOn, log = env.logOn) {
+  const r = await inNs(async (gw, log, total, refsFile) => {
+    const refs = JSON.parse((await import('node:fs')).readFileSync(refsFile, 'utf8'));
+    const s0 = await metric(gw, 'gridgate_spliced_streams_total');
     let next = 0, ok = 0, bad = 0;
     const why = [];
-    const logged0 = accessLog(logOn).length;
+    const logged0 = accessLog(log).length;
     const worker = async (w) => {
-      let c = new Conn(gwOn.port);
+      let c = new Conn(gw.port);
       await c.ready;
       while (next < total) {
         const i = next++;
-        const [p, b] = kinds[(i * 7 + w) % kinds.length];
+        const [p, b, expect] = refs[(i * 7 + w) % refs.length];
         let r;
         try {
           r = await c.request(p, b);
         } catch (e) {
           r = { status: 0, error: e.message };
         }
-        if (r.status === 200 && r.complete && mask(r.body) === expect.get(p + JSON.stringify(b))) ok++;
+        if (r.status === 200 && r.complete && mask(r.body) === expect) ok++;
         else {
           bad++;
           why.push(`#${i} ${p} ${r.status} ${r.error || ''} complete=${r.complete} ${(r.body || '').slice(0, 120)}`);
           c.close();
-          c = new Conn(gwOn.port);
+          c = new Conn(gw.port);
           await c.ready;
           continue;
         }
         if (i % 97 === 0) {
           c.close(); // fresh connections too
-          c = new Conn(gwOn.port);
+          c = new Conn(gw.port);
           await c.ready;
         }
       }
       c.close();
     };
     await Promise.all(Array.from({ length: 32 }, (_, w) => worker(w)));
-    const errs = accessLog(logOn).slice(logged0).filter((l) => l.error);
-    const spliced = (await metric(gwOn, 'gridgate_spliced_streams_total')) - s0;
+    const errs = accessLog(log).slice(logged0).filter((l) => l.error);
+    const spliced = (await metric(gw, 'gridgate_spliced_streams_total')) - s0;
     return { ok, bad, why: why.slice(0, 5), errs: errs.slice(0, 5), spliced };
-  }, env, total);
+  }, gw, log, total, refs);
   assert.equal(r.bad, 0, `${r.bad} corrupted or broken of ${total}: ${r.why.join(' | ')}; access log errors: ${JSON.stringify(r.errs)}`);
   assert.equal(r.ok, total);
   assert.ok(r.spliced > total * 0.9, `${r.spliced} of ${total} went through the kernel`);
+}
+
+test('stress: thousands of spliced responses over parallel keep-alive connections, every byte checked', { skip }, async () => {
+  await stress(Number(process.env.GG_SPLICE_STRESS || 2000), await references());
+});
+
+test('stress over a lossy loopback (one TCP segment in 20 dropped): retransmits reach the verdict, every byte checked', { skip }, async () => {
+  const refs = await references(); // before the loss: the reference gateway's probes would time out too
+  // A gateway set up for a lossy network: a lost SYN is resent after 1 s and again 2 s later, past the default probe
+  // (1 s) and connect (2 s) timeouts, and either would take the only backend of a model out.
+  const log = path.join(fs.mkdtempSync('/tmp/gg-sse-lossy-'), 'access.log');
+  const lossy = { health: { timeout_ms: 8000, fail_threshold: 3 }, timeouts: { connect_ms: 16000 } };
+  const gw = await splicing(backends, 'lossy', ['--access-log', log], {}, lossy);
+  await up(gw, ['m1', 'llama3']);
+  const table = ['inet', 'gg_lossy'];
+  const retrans = () => {
+    const [names, values] = ns.run('cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Tcp:')).map((l) => l.split(/\s+/));
+    return Number(values[names.indexOf('RetransSegs')]);
+  };
+  ns.run('nft', ['add', 'table', ...table]);
+  ns.run('nft', ['add', 'chain', ...table, 'in', '{ type filter hook input priority 0; }']);
+  ns.run('nft', ['add', 'rule', ...table, 'in', 'meta', 'l4proto', 'tcp', 'numgen', 'random', 'mod', '20', '0', 'drop']);
+  const before = retrans();
+  try {
+    await stress(500, refs, where(gw), log);
+  } finally {
+    ns.run('nft', ['delete', 'table', ...table]);
+  }
+  // GG_BPF_STAT_REPEAT_BYTES (8), summed over CPUs: how much of what was resent the verdict cut off (often none here:
+  // most resent segments repeat only bytes TCP already has, and TCP drops those itself)
+  const cut = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'lookup', 'pinned', path.join(ns.pinPath('lossy'), 'stats'), 'key', '8', '0', '0', '0']))
+    .formatted.values.reduce((sum, v) => sum + Number(v.value.value), 0);
+  console.log(`lossy stress: ${retrans() - before} segments resent, ${cut} repeated bytes cut by the verdict`);
+  await gw.stop();
+  assert.ok(retrans() > before, 'segments were lost and resent');
 });
 
 test('the official openai client streams through a spliced path', { skip }, async () => {

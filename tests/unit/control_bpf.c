@@ -787,20 +787,6 @@ static void test_pinned_reuse_and_abi(void)
     close(fd);
 }
 
-static void cleanup_pins(void)
-{
-    static const char *names[] = {"meta", "backends", "models", "tenants", "flows", "stats",
-                                  /* control/guard.c's, loaded beside them */
-                                  "guard_deny", "guard_allow", "guard_bucket", "guard_cfg", "guard_ports", "guard_stats",
-                                  "worker_load"};
-    char p[256];
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        snprintf(p, sizeof(p), "%s/%s", pin, names[i]);
-        unlink(p);
-    }
-    rmdir(pin);
-}
-
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* a stalled transfer's ends are shut under its writers */
@@ -827,7 +813,7 @@ int main(void)
             tests[i]();
     CHECK_EQ_INT(gg_tunnels_active(), 0);
     gg_bpf_shutdown();
-    cleanup_pins();
+    CHECK_EQ_INT(gg_bpf_remove_pins(pin), 0);
     close(listener);
     printf("%d passed, %d failed\n", gg_test_passed, gg_test_failed);
     return gg_test_failed != 0;

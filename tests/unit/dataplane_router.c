@@ -166,12 +166,7 @@ static void test_mmap_view(void)
     /* back on the heap, counts intact */
     CHECK_EQ_INT(gg_backend_inflight(1), 4);
     gg_backend_inflight_add(1, -4);
-    static const char *names[] = {"meta", "backends", "models", "tenants", "flows", "stats"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", pin, names[i]);
-        unlink(path);
-    }
-    rmdir(pin);
+    CHECK_EQ_INT(gg_bpf_remove_pins(pin), 0);
 }
 
 TEST_MAIN(test_heap_view, test_mmap_view)

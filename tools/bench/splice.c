@@ -292,12 +292,6 @@ int main(int argc, char **argv)
     run_streams("spliced", streams, rate, secs);
     run_bulk_rounds(mb, rounds, 1);
     gg_bpf_shutdown();
-    static const char *names[] = {"meta", "backends", "models", "tenants", "flows", "stats"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        char p[128];
-        snprintf(p, sizeof(p), "%s/%s", pin, names[i]);
-        unlink(p);
-    }
-    rmdir(pin);
+    gg_bpf_remove_pins(pin);
     return 0;
 }
