@@ -249,8 +249,7 @@ static double median(double *v, int n)
 static void run_bulk_rounds(uint64_t mb, int rounds, int spliced)
 {
     double speed[16], cpu[16], kernel[16];
-    if (rounds > 16)
-        rounds = 16;
+    rounds = rounds < 1 ? 1 : rounds > 16 ? 16 : rounds;
     for (int i = 0; i < rounds; i++) {
         gg_tunnel_set_splice(0);
         struct bulk_result u = run_bulk("userspace", mb);
