@@ -531,9 +531,9 @@ static void test_stalled_reader(void)
     struct xfer x = {b.outer, 0, sent, 0};
     pthread_t th;
     pthread_create(&th, NULL, reader, &x);
-    for (int i = 0; i < 100000 && !x.finished; i++)
-        h2o_evloop_run(loop, 1);
+    run_until_read((struct xfer *const[]){&x}, 1);
     pthread_join(th, NULL);
+    report_bad("a to b", &x);
     CHECK_EQ_INT(x.done, sent);
     CHECK_EQ_INT(x.bad, 0);
     close(a.outer);
