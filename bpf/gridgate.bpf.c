@@ -117,23 +117,33 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
  * loopback drops under bulk load, about one 100 MB transfer in a thousand meets one), and one userspace had partly
  * read before the socket joined. A normal read skips what was read; the verdict must do so itself, or those bytes go
  * out twice. Cuts the repeat off the head (bpf_skb_adjust_room pops at most 0xfff bytes a call), which also
- * keeps copied_seq right, since the kernel advances it by the skb's length after the verdict. Returns 0, or -1 for an
- * skb to drop: nothing new in it, or a head that could not be cut. */
+ * keeps copied_seq right, since the kernel advances it by the skb's length after the verdict.
+ * After the socket's first skb every byte userspace reads has come through here, so copied_seq is never past
+ * next_seq: if it is, some byte was consumed twice or behind the verdict's back, and cutting by it would take new
+ * bytes. Nothing later on that flow can be vouched for. Returns 0 to go on, REPEAT_ONLY for an skb with nothing new
+ * in it (dropped), or an enum gg_bpf_desync. */
+#define REPEAT_ONLY (-1)
 static __always_inline int drop_repeat(struct gg_bpf_end *end, struct __sk_buff *skb)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)kskb->cb;
-	__u32 seq = cb->seq, len = skb->len, next = end->seq_known ? end->next_seq : seq, cut, n;
+	__u32 seq = cb->seq, len = skb->len, next, cut, n;
 	struct bpf_sock *sk = skb->sk;
 	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
 	__s32 over;
 
-	/* Userspace also reads a socket's queue itself (before the splice, and whatever no verdict ran on): copied_seq
-	 * covers those bytes, and never runs ahead of what was handed on, the kernel advancing it by the cut length. */
-	if (tp && (!end->seq_known || (__s32)(tp->copied_seq - next) > 0))
-		next = tp->copied_seq;
-	end->seq_known = 1;
-	end->next_seq = next;
+	if (!end->seq_known) {
+		/* the first skb: what userspace read before the socket joined is behind copied_seq */
+		next = tp ? tp->copied_seq : seq;
+		end->seq_known = 1;
+		end->next_seq = next;
+	} else {
+		next = end->next_seq;
+		if (tp && (__s32)(tp->copied_seq - next) > 0) {
+			count(GG_BPF_STAT_SEQ_AHEAD, 1);
+			return GG_BPF_DESYNC_SEQ_AHEAD;
+		}
+	}
 	over = (__s32)(next - seq);
 	if (over <= 0) {
 		end->next_seq = seq + len;
@@ -150,11 +160,11 @@ static __always_inline int drop_repeat(struct gg_bpf_end *end, struct __sk_buff 
 	}
 	if (cut > 0) {
 		count(GG_BPF_STAT_REPEAT_FAIL, 1);
-		return -1;
+		return GG_BPF_DESYNC_CUT_FAILED;
 	}
 	count(GG_BPF_STAT_REPEAT_BYTES, over);
 	if ((__u32)over == len)
-		return -1;
+		return REPEAT_ONLY;
 	end->next_seq = seq + len;
 	return 0;
 }
@@ -227,19 +237,27 @@ int gg_verdict(struct __sk_buff *skb)
 	struct tcp_sock *tp;
 	__u32 d, mode, backlog = 0;
 	__u64 peer;
-	int stream;
+	int stream, desync;
 
 	if (!end) {
 		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
 		return SK_PASS;
 	}
-	if (drop_repeat(end, skb) != 0)
-		return SK_DROP;
 	d = end->dir & 1;
 	f = bpf_map_lookup_elem(&flows, &end->flow);
 	if (!f) {
 		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
 		return SK_PASS;
+	}
+	if (f->desync)
+		return pass(f, d, skb, GG_BPF_STAT_PASS_MODE);
+	desync = drop_repeat(end, skb);
+	if (desync == REPEAT_ONLY)
+		return SK_DROP;
+	if (desync) {
+		/* Userspace wakes on this skb, sees the mark and resets both connections. */
+		f->desync = desync;
+		return pass(f, d, skb, GG_BPF_STAT_PASS_MODE);
 	}
 	stream = is_stream(f);
 	/* Members keep the tail too, so a stream handed over mid-flight has its whole end in it. */

@@ -58,7 +58,7 @@ static int fd_pin_dir = -1;                          /* flock'ed: one gridgate p
 static int fd_flows = -1, fd_ends = -1, fd_socks = -1, fd_models = -1, fd_tenants = -1, fd_targets = -1;
 static _Atomic int splice_on;
 static int msg_attached;
-static _Atomic uint64_t spliced_streams, spliced_bytes;
+static _Atomic uint64_t spliced_streams, spliced_bytes, desyncs;
 static uint64_t models_version = UINT64_MAX;
 static struct gg_bpf_tenant tenants_last[GG_MAX_TENANTS]; /* what each tenant slot last wrote into `tenants` */
 static int tenants_written[GG_MAX_TENANTS];
@@ -88,6 +88,11 @@ uint64_t gg_bpf_spliced_bytes(void)
     return atomic_load_explicit(&spliced_bytes, memory_order_relaxed);
 }
 
+uint64_t gg_bpf_desyncs(void)
+{
+    return atomic_load_explicit(&desyncs, memory_order_relaxed);
+}
+
 static void render_metrics(gg_buf_t *out)
 {
     gg_buf_appendf(out,
@@ -95,9 +100,13 @@ static void render_metrics(gg_buf_t *out)
                    "# TYPE gridgate_spliced_streams_total counter\ngridgate_spliced_streams_total %llu\n"
                    "# HELP gridgate_spliced_bytes_total Bytes relayed in-kernel by spliced connections (both ways).\n"
                    "# TYPE gridgate_spliced_bytes_total counter\ngridgate_spliced_bytes_total %llu\n"
+                   "# HELP gridgate_splice_desyncs_total Spliced connection pairs reset because the kernel's byte accounting and "
+                   "gridgate's disagreed.\n"
+                   "# TYPE gridgate_splice_desyncs_total counter\ngridgate_splice_desyncs_total %llu\n"
                    "# HELP gridgate_bpf_enabled 1 when the kernel assist is loaded.\n"
                    "# TYPE gridgate_bpf_enabled gauge\ngridgate_bpf_enabled %d\n",
-                   (unsigned long long)gg_bpf_spliced_streams(), (unsigned long long)gg_bpf_spliced_bytes(), gg_bpf_enabled());
+                   (unsigned long long)gg_bpf_spliced_streams(), (unsigned long long)gg_bpf_spliced_bytes(),
+                   (unsigned long long)gg_bpf_desyncs(), gg_bpf_enabled());
 }
 
 static int is_bpffs(const char *path)
@@ -526,6 +535,38 @@ void gg_bpf_splice_del(uint32_t flow, uint64_t bytes)
     release_slot(flow);
     atomic_fetch_add_explicit(&spliced_streams, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&spliced_bytes, bytes, memory_order_relaxed);
+}
+
+const char *gg_bpf_desync_reason(const struct gg_bpf_flow *f, int d, uint64_t read)
+{
+    switch (__atomic_load_n(&f->desync, __ATOMIC_ACQUIRE)) {
+    case GG_BPF_DESYNC_NONE:
+        break;
+    case GG_BPF_DESYNC_SEQ_AHEAD:
+        return "splice desync: the socket's copied_seq passed what the verdict handed on";
+    default:
+        return "splice desync: a repeated head could not be cut off";
+    }
+    if (read > __atomic_load_n(&f->pass_bytes[d & 1], __ATOMIC_ACQUIRE))
+        return "splice desync: read more than the verdict passed";
+    return NULL;
+}
+
+int gg_bpf_flow_desynced(uint32_t flow)
+{
+    struct gg_bpf_flow *f = gg_bpf_flow_at(flow);
+    return f != NULL && __atomic_load_n(&f->desync, __ATOMIC_ACQUIRE) != GG_BPF_DESYNC_NONE;
+}
+
+void gg_bpf_desync_reset(int fd_a, int fd_b)
+{
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    int fds[2] = {fd_a, fd_b};
+    for (int i = 0; i < 2; i++)
+        if (fds[i] >= 0)
+            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    atomic_fetch_add_explicit(&desyncs, 1, memory_order_relaxed);
+    gg_warn("splice: a spliced pair desynced and was reset (gridgate_splice_desyncs_total)");
 }
 
 /* --- streams (SSE/NDJSON responses spliced backend -> client) ------------------------------------ */

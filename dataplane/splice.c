@@ -286,8 +286,26 @@ static int stream_ended(splice_t *s)
            s->rx == __atomic_load_n(&s->f->pass_bytes[1], __ATOMIC_ACQUIRE);
 }
 
+/* What we read from the backend is all the verdict may have passed us; a flow the verdict marked, or one where we read
+ * more, cannot be vouched for: both connections are reset, so the client sees a broken stream, not a short one. */
+static int reset_if_desynced(splice_t *s)
+{
+    const char *why = s->armed ? gg_bpf_desync_reason(s->f, 1, s->rx) : NULL;
+    if (why == NULL)
+        return 0;
+    gg_bpf_desync_reset(s->csock != NULL ? fd_of(s->csock) : -1, fd_of(s->bsock));
+    s->ending = 1;
+    s->end_error = why;
+    s->end_backend_failed = 0;
+    s->writing = 0;
+    finish(s, 0);
+    return 1;
+}
+
 static void pump(splice_t *s)
 {
+    if (reset_if_desynced(s))
+        return;
     if (s->ending) {
         check_end(s);
         return;

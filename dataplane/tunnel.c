@@ -8,7 +8,8 @@
  * in-kernel. Userspace keeps reading both only to learn EOF and to relay a direction the verdict gave back (its reader
  * stalled past GG_BPF_STALL_LIMIT). Before any userspace write into a socket, and before closing, the drain rule holds:
  * everything redirected into that socket is queued on it (bytes acked + send queue >= base + redirected + written),
- * polled every millisecond because the kernel has no event for it. */
+ * polled every millisecond because the kernel has no event for it. A flow whose byte accounting stops adding up
+ * (gg_bpf_desync_reason) has both sockets reset: the peers see a broken tunnel, never a wrong byte. */
 #include "gridgate/tunnel.h"
 
 #include <h2o/timeout.h>
@@ -117,13 +118,15 @@ static void relay(gg_tunnel_t *t, int i)
     h2o_socket_write(t->sock[1 - i], &buf, 1, on_write_done);
 }
 
+static int reset_if_desynced(gg_tunnel_t *t);
+
 static int pump(gg_tunnel_t *t, int i)
 {
     static const char *const eof_reason[2] = {"closed by a", "closed by b"};
     h2o_socket_t *src = t->sock[i];
 
     if (t->mode == SPLICED)
-        return pump_spliced(t, i);
+        return reset_if_desynced(t) || pump_spliced(t, i);
     if (t->inflight[i] != 0)
         return 0;
     if (src->input->size == 0) {
@@ -296,9 +299,25 @@ static int pump_spliced(gg_tunnel_t *t, int i)
     return 0;
 }
 
+/* What we read from sock[i] since the splice (written out or still in its input) is all the verdict may have passed
+ * us; a flow the verdict marked, or one where we read more, gets both sides reset. Returns 1 when the tunnel is gone. */
+static int reset_if_desynced(gg_tunnel_t *t)
+{
+    const char *why = NULL;
+    for (int i = 0; i < 2 && why == NULL; i++)
+        why = gg_bpf_desync_reason(t->f, i, t->user[i] + t->sock[i]->input->size);
+    if (why == NULL)
+        return 0;
+    gg_bpf_desync_reset(fd_of(t->sock[0]), fd_of(t->sock[1]));
+    finish(t, why);
+    return 1;
+}
+
 static void on_poll(h2o_timeout_entry_t *e)
 {
     gg_tunnel_t *t = H2O_STRUCT_FROM_MEMBER(gg_tunnel_t, poll, e);
+    if (reset_if_desynced(t))
+        return;
     if (t->ending) {
         check_end(t);
         return;

@@ -345,7 +345,7 @@ static int open_conn(gg_upstream_req_t *req)
 static void make_idle(struct conn *conn)
 {
     gg_upstream_pool_t *pool = conn->pool;
-    if (pool->destroyed) {
+    if (pool->destroyed || (conn->joined && gg_bpf_flow_desynced(conn->flow))) {
         close_conn(conn);
         return;
     }

@@ -51,6 +51,17 @@ struct gg_bpf_flow *gg_bpf_flow_at(uint32_t flow);
 /** Forgets a flow; call it before closing its sockets (close() itself takes them out of the sockhash). `bytes` is what
  * it relayed in-kernel, for the totals. */
 void gg_bpf_splice_del(uint32_t flow, uint64_t bytes);
+/**
+ * Why a spliced flow's bytes can no longer be vouched for, or NULL: the verdict marked it (enum gg_bpf_desync), or
+ * userspace has read more of direction d (`read`, counted from when the socket joined) than the verdict passed it.
+ * Either would put wrong bytes on the wire, so the caller resets both connections (gg_bpf_desync_reset).
+ */
+const char *gg_bpf_desync_reason(const struct gg_bpf_flow *f, int d, uint64_t read);
+/** 1 when the verdict marked the flow desynced: its connection must not be reused. */
+int gg_bpf_flow_desynced(uint32_t flow);
+/** Makes the next close() of fd_a and fd_b (-1 for none) a reset, so neither peer takes a cut stream for complete, and
+ * counts the pair in gridgate_splice_desyncs_total. */
+void gg_bpf_desync_reset(int fd_a, int fd_b);
 /** Bytes ever queued for sending on fd (acknowledged + still in the send queue): the drain rule compares it with what
  * was written and redirected. Returns -errno on failure. */
 int64_t gg_bpf_queued(int fd);
@@ -81,4 +92,5 @@ void gg_bpf_stream_stop(uint32_t flow, uint64_t bytes);
 /** Totals since start (the metrics collector renders them). */
 uint64_t gg_bpf_spliced_streams(void);
 uint64_t gg_bpf_spliced_bytes(void);
+uint64_t gg_bpf_desyncs(void);
 #endif

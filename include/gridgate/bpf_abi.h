@@ -10,7 +10,7 @@
 #include <linux/types.h>
 #endif
 
-#define GG_BPF_ABI_VERSION 5
+#define GG_BPF_ABI_VERSION 6
 
 #define GG_BPF_MAX_BACKENDS 256 /* == GG_MAX_BACKENDS; the slot index is the key */
 #define GG_BPF_MAX_MODELS 1024
@@ -114,6 +114,13 @@ enum gg_bpf_framing {
     GG_BPF_FRAMING_CHUNKED = 1, /* ends with "\n" + "\r\n0\r\n\r\n" (the last event's newline, last chunk) */
     GG_BPF_FRAMING_CLOSE = 2,   /* ends at the backend's FIN; "[DONE]\n\n" flips to userspace early */
 };
+/* Why the verdict stopped trusting a flow's byte accounting. It then passes every later skb, and userspace resets both
+ * connections instead of relaying: a reset the client sees beats bytes it cannot tell are wrong. */
+enum gg_bpf_desync {
+    GG_BPF_DESYNC_NONE = 0,
+    GG_BPF_DESYNC_SEQ_AHEAD = 1,  /* the socket's copied_seq ran past the last byte the verdict handed on */
+    GG_BPF_DESYNC_CUT_FAILED = 2, /* an skb's repeated head could not be cut off */
+};
 struct gg_bpf_flow {
     __u64 cookie[2];     /* socket cookies of side a and side b */
     __u64 start_ns;      /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC) */
@@ -130,8 +137,10 @@ struct gg_bpf_flow {
      * there; arm_base[d] is what userspace read before the stream was handed over (earlier responses, the head), and
      * ARMED redirects once arm_base + user_bytes == pass_bytes. */
     __u64 arm_base[2];
-    __u32 framing;  /* enum gg_bpf_framing */
-    __u32 ended;    /* the verdict saw the end marker: it passed that skb and every later one */
+    __u32 framing; /* enum gg_bpf_framing */
+    __u32 ended;   /* the verdict saw the end marker: it passed that skb and every later one */
+    __u32 desync;  /* enum gg_bpf_desync: set once by the verdict, never cleared while the flow lives */
+    __u32 pad;
     __u64 tail_len; /* stream bytes ever put in tail (ring position = tail_len % GG_BPF_TAIL) */
     __u8 tail[2 * GG_BPF_TAIL];
 };
@@ -156,7 +165,8 @@ enum gg_bpf_stat {
     GG_BPF_STAT_MSG_BYTES,      /* bytes gridgate itself sent on member sockets (sk_msg) */
     GG_BPF_STAT_STREAM_END,     /* a spliced stream's end marker seen: that skb went to userspace */
     GG_BPF_STAT_REPEAT_BYTES,   /* bytes cut off the head of an skb that repeated bytes already handed on */
-    GG_BPF_STAT_REPEAT_FAIL,    /* an skb whose repeated head could not be cut off: dropped */
+    GG_BPF_STAT_REPEAT_FAIL,    /* an skb whose repeated head could not be cut off: its flow desynced */
+    GG_BPF_STAT_SEQ_AHEAD,      /* an skb on a socket whose copied_seq was past the verdict's next byte: desynced */
     GG_BPF_STAT_COUNT
 };
 struct gg_bpf_stat_val {
@@ -168,7 +178,7 @@ _Static_assert(sizeof(struct gg_bpf_backend) == 120, "backend ABI");
 _Static_assert(sizeof(struct gg_bpf_backend) % 8 == 0, "mmapped array values must be 8-byte multiples");
 _Static_assert(sizeof(struct gg_bpf_model) == 72, "model ABI");
 _Static_assert(sizeof(struct gg_bpf_tenant) == 104, "tenant ABI");
-_Static_assert(sizeof(struct gg_bpf_flow) == 152 + 2 * GG_BPF_TAIL, "flow ABI");
+_Static_assert(sizeof(struct gg_bpf_flow) == 160 + 2 * GG_BPF_TAIL, "flow ABI");
 _Static_assert(sizeof(struct gg_bpf_end) == 16, "end ABI");
 _Static_assert(sizeof(struct gg_bpf_flow) % 8 == 0, "mmapped array values must be 8-byte multiples");
 #endif

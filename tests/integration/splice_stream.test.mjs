@@ -190,7 +190,7 @@ const PRELUDE = [
   "const { default: fs } = await import('node:fs');",
   "const { default: assert } = await import('node:assert/strict');",
   Conn, `const mask = ${mask};`, `const chat = ${chat};`, `const ochat = ${ochat};`, `const sleep = ${sleep};`,
-  http, metric, accessLog, waitModels, event, checkEvents, waitFor,
+  http, metric, accessLog, waitModels, event, checkEvents, waitFor, markDesynced,
 ].map(String).join('\n');
 
 let ns;
@@ -453,6 +453,46 @@ test('aborts: client abort mid-splice cancels the engine; backend reset mid-spli
     assert.ok(lines.some((l) => l.error === 'client went away' && l.spliced), JSON.stringify(lines));
     assert.ok(lines.some((l) => /upstream/.test(l.error || '') && l.spliced), JSON.stringify(lines));
   }, env);
+});
+
+/** Marks the spliced SSE stream's flow desynced, as the verdict does when the kernel's byte accounting stops adding up
+ * (struct gg_bpf_flow: kind at byte 112, desync at 144). Runs in the namespace; returns the flow's slot. */
+async function markDesynced(pin) {
+  const { execFileSync } = await import('node:child_process');
+  const key = (i) => ['key', String(i & 255), String(i >> 8), '0', '0'];
+  for (let i = 0; i < 4096; i++) {
+    const v = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'lookup', 'pinned', `${pin}/flows`, ...key(i)])).value.map(Number);
+    if (v[112] !== 2) continue; // GG_BPF_FLOW_SSE
+    v[144] = 1; // GG_BPF_DESYNC_SEQ_AHEAD
+    execFileSync('bpftool', ['map', 'update', 'pinned', `${pin}/flows`, ...key(i), 'value', ...v.map(String)]);
+    return i;
+  }
+  throw new Error('no spliced SSE flow in the map');
+}
+
+test('desync: a spliced stream whose byte accounting breaks is reset, not cut short; gridgate keeps serving', { skip }, async () => {
+  await inNs(async ({ gwOn, logOn, pin }) => {
+    const d0 = await metric(gwOn, 'gridgate_splice_desyncs_total');
+    const logged0 = accessLog(logOn).length;
+    const c = new Conn(gwOn.port);
+    await c.ready;
+    c.send('/v1/chat/completions', chat(100000, { ignore_eos: true }));
+    while (c.buf.length < 20000) await c.more();
+    await markDesynced(pin);
+    const errors = [];
+    c.sock.on('error', (e) => errors.push(e.code));
+    while (await c.more());
+    assert.ok(c.closed, 'the client connection is closed');
+    assert.deepEqual(errors, ['ECONNRESET'], 'by a reset, so the client cannot take the stream for complete');
+    assert.ok(!c.buf.toString('latin1').endsWith('0\r\n\r\n'), 'no last chunk');
+    assert.equal(await metric(gwOn, 'gridgate_splice_desyncs_total'), d0 + 1);
+    await waitFor(() => accessLog(logOn).slice(logged0).some((l) => /^splice desync/.test(l.error || '')));
+    const e = new Conn(gwOn.port);
+    await e.ready;
+    const ok = await e.request('/v1/chat/completions', chat(30));
+    assert.ok(ok.complete && ok.body.endsWith('data: [DONE]\n\n'), `after the reset: ${ok.status} ${ok.body.slice(-200)}`);
+    e.close();
+  }, { ...env, pin: ns.pinPath('on') });
 });
 
 /** What the gridgate that does not splice answers to each of 96 streamed requests, as [path, body, masked answer]

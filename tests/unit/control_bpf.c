@@ -503,6 +503,124 @@ static void test_backend_reset(void)
 }
 
 /* b never reads: what a can push into the pair stays bounded; once b reads, every byte arrives in order */
+static uint64_t cookie_of(int fd)
+{
+    uint64_t c = 0;
+    socklen_t len = sizeof(c);
+    getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len);
+    return c;
+}
+
+/* The flow slot whose side a is the socket with this cookie. */
+static struct gg_bpf_flow *flow_of(uint64_t cookie)
+{
+    for (uint32_t i = 0; i < GG_BPF_MAX_FLOWS; i++) {
+        struct gg_bpf_flow *f = gg_bpf_flow_at(i);
+        if (f != NULL && f->cookie[0] == cookie)
+            return f;
+    }
+    return NULL;
+}
+
+/* This process's `ends` map (not pinned): the map of that name that holds the cookie. */
+static int ends_fd_for(uint64_t cookie)
+{
+    uint32_t id = 0;
+    while (bpf_map_get_next_id(id, &id) == 0) {
+        int fd = bpf_map_get_fd_by_id(id);
+        if (fd < 0)
+            continue;
+        struct bpf_map_info info = {0};
+        uint32_t len = sizeof(info);
+        struct gg_bpf_end e;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && strcmp(info.name, "ends") == 0 &&
+            bpf_map_lookup_elem(fd, &cookie, &e) == 0)
+            return fd;
+        close(fd);
+    }
+    return -1;
+}
+
+/* A spliced tunnel a -> b carries "hello" in-kernel; then `desync` breaks its accounting and 100 more bytes are sent.
+ * None of them reaches b: both ends get a reset, the tunnel's reason names the desync, and it is counted. */
+static void check_desync_reset(void (*desync)(struct end *a), const char *reason)
+{
+    struct end a, b;
+    struct closed cl;
+    start_tunnel(&a, &b, &cl);
+    spin(3);
+    uint64_t redirects = stat_sum(GG_BPF_STAT_REDIRECT), resets = gg_bpf_desyncs();
+    CHECK_EQ_INT(write(a.outer, "hello", 5), 5);
+    char got[128];
+    CHECK_EQ_INT(recv_spinning(b.outer, got, sizeof(got)), 5);
+    CHECK(stat_sum(GG_BPF_STAT_REDIRECT) > redirects);
+    desync(&a);
+    char more[100];
+    memset(more, 'x', sizeof(more));
+    CHECK_EQ_INT(write(a.outer, more, sizeof(more)), (ssize_t)sizeof(more));
+    wait_closed(&cl, 5000);
+    CHECK_EQ_INT(cl.calls, 1);
+    CHECK(cl.stats.reason != NULL && strncmp(cl.stats.reason, reason, strlen(reason)) == 0);
+    CHECK_EQ_INT(gg_bpf_desyncs() - resets, 1);
+    /* b may first read what userspace relayed before the desync; then the reset, and never an 'x' */
+    struct timeval limit = {.tv_sec = 2};
+    setsockopt(a.outer, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+    setsockopt(b.outer, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+    ssize_t n;
+    int xs = 0;
+    errno = 0;
+    while ((n = recv(b.outer, got, sizeof(got), 0)) > 0)
+        xs += memchr(got, 'x', (size_t)n) != NULL;
+    CHECK(n < 0 && errno == ECONNRESET);
+    CHECK_EQ_INT(xs, 0);
+    errno = 0;
+    n = recv(a.outer, got, sizeof(got), 0);
+    CHECK(n < 0 && errno == ECONNRESET);
+    close(a.outer);
+    close(b.outer);
+}
+
+/* The socket's copied_seq passes the verdict's next byte (as if something had read 1000 bytes behind its back). */
+static void seq_ahead(struct end *a)
+{
+    uint64_t c = cookie_of(a->inner);
+    int fd = ends_fd_for(c);
+    struct gg_bpf_end e;
+    CHECK(fd >= 0 && bpf_map_lookup_elem(fd, &c, &e) == 0 && e.seq_known);
+    e.next_seq -= 1000;
+    CHECK_EQ_INT(bpf_map_update_elem(fd, &c, &e, BPF_EXIST), 0);
+    close(fd);
+}
+
+static void test_desync_seq_ahead(void)
+{
+    uint64_t before = stat_sum(GG_BPF_STAT_SEQ_AHEAD);
+    check_desync_reset(seq_ahead, "splice desync: the socket's copied_seq");
+    CHECK_EQ_INT(stat_sum(GG_BPF_STAT_SEQ_AHEAD) - before, 1);
+}
+
+/* Userspace relays direction 0 for a while, then the verdict's count of what it passed falls behind what was read. */
+static void read_more(struct end *a)
+{
+    struct gg_bpf_flow *f = flow_of(cookie_of(a->inner));
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    __atomic_store_n(&f->mode[0], GG_BPF_FLOW_PASS, __ATOMIC_RELEASE);
+    char buf[1000];
+    memset(buf, 'p', sizeof(buf));
+    CHECK_EQ_INT(write(a->outer, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    for (int i = 0; i < 2000 && __atomic_load_n(&f->user_bytes[0], __ATOMIC_ACQUIRE) < sizeof(buf); i++)
+        h2o_evloop_run(loop, 1);
+    CHECK_EQ_INT(f->user_bytes[0], sizeof(buf));
+    __atomic_fetch_sub(&f->pass_bytes[0], 500, __ATOMIC_ACQ_REL);
+}
+
+static void test_desync_read_more(void)
+{
+    check_desync_reset(read_more, "splice desync: read more than the verdict passed");
+}
+
 static void test_stalled_reader(void)
 {
     struct end a, b;
@@ -803,9 +921,20 @@ int main(void)
     loop = h2o_evloop_create();
     listener = listen_loopback();
     /* test_bulk_lossy last: it moves the process into a network namespace of its own */
-    void (*tests[])(void) = {test_bulk,          test_small_chunks,    test_partly_read_skb,      test_lagging_reader,
-                             test_splice_switch, test_client_abort,    test_backend_reset,        test_stalled_reader,
-                             test_stress,        test_backends_mirror, test_pinned_reuse_and_abi, test_bulk_lossy};
+    void (*tests[])(void) = {test_bulk,
+                             test_small_chunks,
+                             test_partly_read_skb,
+                             test_lagging_reader,
+                             test_splice_switch,
+                             test_client_abort,
+                             test_backend_reset,
+                             test_stalled_reader,
+                             test_stress,
+                             test_backends_mirror,
+                             test_pinned_reuse_and_abi,
+                             test_desync_seq_ahead,
+                             test_desync_read_more,
+                             test_bulk_lossy};
     /* GG_BPF_TEST=N runs only the Nth test: for running one of them many times over */
     const char *only = getenv("GG_BPF_TEST");
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
