@@ -237,7 +237,7 @@ int gg_verdict(struct __sk_buff *skb)
 	struct tcp_sock *tp;
 	__u32 d, mode, backlog = 0;
 	__u64 peer;
-	int stream, desync;
+	int stream, desync, peer_full = 0;
 
 	if (!end) {
 		count(GG_BPF_STAT_PASS_NO_FLOW, 1);
@@ -283,11 +283,13 @@ int gg_verdict(struct __sk_buff *skb)
 		return pass(f, d, skb, GG_BPF_STAT_NO_PEER);
 	}
 	tp = bpf_skc_to_tcp_sock(sk);
-	if (tp)
+	if (tp) {
 		backlog = peer_backlog(f, d, tp);
+		peer_full = tp->inet_conn.icsk_inet.sk.sk_wmem_queued >= tp->inet_conn.icsk_inet.sk.sk_sndbuf;
+	}
 	bpf_sk_release(sk);
-	if (backlog > GG_BPF_STALL_LIMIT) {
-		/* The peer does not read: hand this direction to userspace, whose relay has back-pressure, until it has
+	if (backlog > GG_BPF_BACKLOG_MAX || (backlog > GG_BPF_STALL_LIMIT && peer_full)) {
+		/* The peer does not keep up: hand this direction to userspace, whose relay has back-pressure, until it has
 		 * caught up and re-arms it. */
 		f->mode[d] = GG_BPF_FLOW_PASS;
 		f->stalls[d]++;

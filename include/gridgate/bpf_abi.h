@@ -20,9 +20,12 @@
 #define GG_BPF_MODEL_NAME_MAX 128
 #define GG_BPF_BACKEND_WORDS (GG_BPF_MAX_BACKENDS / 64)
 
-/* A spliced socket pair lets at most this many redirected bytes wait in the kernel for a peer that does not read;
- * beyond it that direction falls back to the userspace relay, which has back-pressure. */
+/* Redirected bytes the kernel has not yet queued on the peer socket wait in its psock, with no back-pressure. A
+ * direction falls back to the userspace relay, which has back-pressure, once more than GG_BPF_STALL_LIMIT wait and
+ * the peer's send buffer is full (its reader does not keep up), or once more than GG_BPF_BACKLOG_MAX wait whatever
+ * the peer: a backlog with room on the peer is only the redirect worker not yet run, which catches up by itself. */
 #define GG_BPF_STALL_LIMIT (16u << 20)
+#define GG_BPF_BACKLOG_MAX (64u << 20)
 
 /* A spliced stream keeps its last GG_BPF_TAIL bytes (a ring) for end-of-stream detection and for the final usage
  * chunk; the array is twice that so the verifier can bound a write at any ring offset. A power of two. */
@@ -160,7 +163,7 @@ enum gg_bpf_stat {
     GG_BPF_STAT_PASS_MODE,      /* skb passed because its direction is in PASS mode */
     GG_BPF_STAT_REDIRECT,       /* skbs redirected */
     GG_BPF_STAT_REDIRECT_BYTES, /* bytes redirected */
-    GG_BPF_STAT_STALL,          /* a direction hit GG_BPF_STALL_LIMIT and fell back to userspace */
+    GG_BPF_STAT_STALL,          /* a direction's peer stalled (see GG_BPF_STALL_LIMIT): it fell back to userspace */
     GG_BPF_STAT_NO_PEER,        /* the peer socket was gone from the sockhash: passed */
     GG_BPF_STAT_MSG_BYTES,      /* bytes gridgate itself sent on member sockets (sk_msg) */
     GG_BPF_STAT_STREAM_END,     /* a spliced stream's end marker seen: that skb went to userspace */

@@ -3,11 +3,14 @@
  * shape), and one pair carrying BULK_MB of 64 KB writes. Reports CPU-us per chunk and per MB: the whole machine's
  * (from /proc/stat: the kernel's redirect work runs in kworkers, which no per-process figure sees) and the relay
  * thread's own, plus bulk throughput. The load generators are the same in both modes, so whole-machine ratios
- * understate the difference. Not a test: numbers only. */
+ * understate the difference. Bulk runs twice: with the writer and reader where the scheduler puts them, and pinned to
+ * CPUs 0 and 1 (on loopback the verdict and the redirect work run on the writer's CPU, so a reader sharing that CPU
+ * makes the kernel path look like a stalled reader). Not a test: numbers only. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,14 +167,25 @@ static void on_close(void *ctx, const gg_tunnel_stats_t *st)
 }
 
 struct bulk {
-    int fd;
+    int fd, cpu; /* cpu: where the thread runs, -1 for anywhere */
     uint64_t total, done;
 };
+
+static void pin_to(int cpu)
+{
+    if (cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
 
 static void *bulk_writer(void *arg)
 {
     struct bulk *b = arg;
     static char buf[65536];
+    pin_to(b->cpu);
     while (b->done < b->total) {
         ssize_t w = write(b->fd, buf, sizeof(buf));
         if (w <= 0)
@@ -185,6 +199,7 @@ static void *bulk_reader(void *arg)
 {
     struct bulk *b = arg;
     static char buf[1 << 18];
+    pin_to(b->cpu);
     while (b->done < b->total) {
         ssize_t r = read(b->fd, buf, sizeof(buf));
         if (r <= 0)
@@ -199,7 +214,7 @@ struct bulk_result {
     double mb_per_s, machine_us_per_mb, relay_us_per_mb, in_kernel_pct;
 };
 
-static struct bulk_result run_bulk(const char *mode, uint64_t mb)
+static struct bulk_result run_bulk(const char *mode, uint64_t mb, int pinned)
 {
     int wa, ia, rb, ib;
     pair(&wa, &ia);
@@ -207,7 +222,7 @@ static struct bulk_result run_bulk(const char *mode, uint64_t mb)
     last = (gg_tunnel_stats_t){0};
     gg_tunnel_start(h2o_evloop_socket_create(loop, ia, 0), h2o_evloop_socket_create(loop, ib, 0), on_close, NULL);
     h2o_evloop_run(loop, 1);
-    struct bulk w = {wa, mb << 20}, r = {rb, mb << 20};
+    struct bulk w = {wa, pinned ? 0 : -1, mb << 20}, r = {rb, pinned ? 1 : -1, mb << 20};
     atomic_store(&stop_flag, 0);
     double m0 = machine_busy_s(), th0 = thread_cpu_s(), w0 = now_s();
     pthread_t tw, tr;
@@ -246,24 +261,26 @@ static double median(double *v, int n)
 
 /* Bulk throughput swings by 2x between runs on a shared VM, so the two modes alternate, round after round, and the
  * ratios are taken per round (each spliced round against the userspace round just before it). */
-static void run_bulk_rounds(uint64_t mb, int rounds, int spliced)
+static void run_bulk_rounds(uint64_t mb, int rounds, int spliced, int pinned)
 {
     double speed[16], cpu[16], kernel[16];
     rounds = rounds < 1 ? 1 : rounds > 16 ? 16 : rounds;
     for (int i = 0; i < rounds; i++) {
         gg_tunnel_set_splice(0);
-        struct bulk_result u = run_bulk("userspace", mb);
+        struct bulk_result u = run_bulk("userspace", mb, pinned);
         if (!spliced)
             continue;
         gg_tunnel_set_splice(1);
-        struct bulk_result k = run_bulk("spliced", mb);
+        struct bulk_result k = run_bulk("spliced", mb, pinned);
         speed[i] = k.mb_per_s / u.mb_per_s;
         cpu[i] = k.machine_us_per_mb / u.machine_us_per_mb;
         kernel[i] = k.in_kernel_pct;
     }
     if (spliced)
-        printf("bulk    spliced/userspace over %d rounds, median: throughput %.2fx, machine CPU per MB %.2fx, %.0f%% in-kernel\n",
-               rounds, median(speed, rounds), median(cpu, rounds), median(kernel, rounds));
+        printf(
+            "bulk    %s: spliced/userspace over %d rounds, median: throughput %.2fx, machine CPU per MB %.2fx, %.0f%% in-kernel\n",
+            pinned ? "writer on CPU 0, reader on CPU 1" : "unpinned", rounds, median(speed, rounds), median(cpu, rounds),
+            median(kernel, rounds));
 }
 
 int main(int argc, char **argv)
@@ -284,12 +301,14 @@ int main(int argc, char **argv)
     snprintf(pin, sizeof(pin), "/sys/fs/bpf/gg-bench-%d", (int)getpid());
     if (gg_bpf_init(GG_BPF_ON, pin) != 0) {
         printf("spliced: kernel assist unavailable (run as root)\n");
-        run_bulk_rounds(mb, 1, 0);
+        run_bulk_rounds(mb, 1, 0, 0);
         return 0;
     }
     gg_tunnel_set_splice(1);
     run_streams("spliced", streams, rate, secs);
-    run_bulk_rounds(mb, rounds, 1);
+    run_bulk_rounds(mb, rounds, 1, 0);
+    if (sysconf(_SC_NPROCESSORS_ONLN) >= 2)
+        run_bulk_rounds(mb, rounds, 1, 1);
     gg_bpf_shutdown();
     gg_bpf_remove_pins(pin);
     return 0;
