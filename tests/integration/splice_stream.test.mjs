@@ -511,12 +511,13 @@ const references = () =>
   }, env, path.join(fs.mkdtempSync('/tmp/gg-sse-refs-'), 'refs.json'));
 
 /** `total` requests from `refs` through the splicing gridgate `gw` (with access log `log`) over 32 parallel keep-alive
- * connections, every answer checked against its reference; asserts none was corrupted or broken and nearly all were
- * spliced. */
+ * connections, every answer checked against its reference; asserts none was corrupted, broken or reset for a desync,
+ * and nearly all were spliced. */
 async function stress(total, refs, gw = env.gwOn, log = env.logOn) {
   const r = await inNs(async (gw, log, total, refsFile) => {
     const refs = JSON.parse((await import('node:fs')).readFileSync(refsFile, 'utf8'));
     const s0 = await metric(gw, 'gridgate_spliced_streams_total');
+    const d0 = await metric(gw, 'gridgate_splice_desyncs_total');
     let next = 0, ok = 0, bad = 0;
     const why = [];
     const logged0 = accessLog(log).length;
@@ -552,8 +553,10 @@ async function stress(total, refs, gw = env.gwOn, log = env.logOn) {
     await Promise.all(Array.from({ length: 32 }, (_, w) => worker(w)));
     const errs = accessLog(log).slice(logged0).filter((l) => l.error);
     const spliced = (await metric(gw, 'gridgate_spliced_streams_total')) - s0;
-    return { ok, bad, why: why.slice(0, 5), errs: errs.slice(0, 5), spliced };
+    const desyncs = (await metric(gw, 'gridgate_splice_desyncs_total')) - d0;
+    return { ok, bad, why: why.slice(0, 5), errs: errs.slice(0, 5), spliced, desyncs };
   }, gw, log, total, refs);
+  assert.equal(r.desyncs, 0, 'no stream was reset for a desync');
   assert.equal(r.bad, 0, `${r.bad} corrupted or broken of ${total}: ${r.why.join(' | ')}; access log errors: ${JSON.stringify(r.errs)}`);
   assert.equal(r.ok, total);
   assert.ok(r.spliced > total * 0.9, `${r.spliced} of ${total} went through the kernel`);

@@ -746,6 +746,7 @@ static void test_stress(void)
     int started = 0, finished = 0, bad = 0, spliced = 0, lost = 0;
     const char *env = getenv("GG_STRESS_RUNS");
     int runs = env ? atoi(env) : STRESS_RUNS;
+    uint64_t desyncs = gg_bpf_desyncs();
     for (int i = 0; i < STRESS_PAIRS; i++)
         pair_start(&pairs[i], started++);
     long idle = 0;
@@ -811,6 +812,7 @@ static void test_stress(void)
     CHECK_EQ_INT(bad, 0);
     CHECK_EQ_INT(lost, 0);
     CHECK_EQ_INT(spliced, runs);
+    CHECK_EQ_INT(gg_bpf_desyncs() - desyncs, 0);
 }
 
 /* the registry mirror: a slot's fields and state reach the mmapped `backends` array, its seq moves by 2 per change */
