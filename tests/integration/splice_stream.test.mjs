@@ -478,13 +478,16 @@ test('desync: a spliced stream whose byte accounting breaks is reset, not cut sh
     await c.ready;
     c.send('/v1/chat/completions', chat(100000, { ignore_eos: true }));
     while (c.buf.length < 20000) await c.more();
+    // TCP resets sent in this namespace: gridgate resets the client and the engine connection. (The client may see
+    // the reset as ECONNRESET or, when it lands behind data already read, as EOF.)
+    const resets = () => Number(fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Tcp:'))
+      .map((l) => l.trim().split(/\s+/)).reduce((names, values) => values[names.indexOf('OutRsts')]));
+    const rst0 = resets();
     await markDesynced(pin);
-    const errors = [];
-    c.sock.on('error', (e) => errors.push(e.code));
     while (await c.more());
     assert.ok(c.closed, 'the client connection is closed');
-    assert.deepEqual(errors, ['ECONNRESET'], 'by a reset, so the client cannot take the stream for complete');
     assert.ok(!c.buf.toString('latin1').endsWith('0\r\n\r\n'), 'no last chunk');
+    assert.ok(resets() - rst0 >= 2, `by resets, so no client takes the stream for complete (${resets() - rst0} sent)`);
     assert.equal(await metric(gwOn, 'gridgate_splice_desyncs_total'), d0 + 1);
     await waitFor(() => accessLog(logOn).slice(logged0).some((l) => /^splice desync/.test(l.error || '')));
     const e = new Conn(gwOn.port);
