@@ -787,9 +787,6 @@ static void test_stress(void)
     for (int i = 0; i < STRESS_PAIRS; i++) {
         if (pairs[i].done)
             continue;
-        uint64_t ck = 0;
-        socklen_t cl = sizeof(ck);
-        getsockopt(pairs[i].a.inner, SOL_SOCKET, SO_COOKIE, &ck, &cl);
         int inq = -1;
         ioctl(pairs[i].a.inner, FIONREAD, &inq);
         struct sockaddr_in pa, pb;
@@ -802,13 +799,11 @@ static void test_stress(void)
         ioctl(pairs[i].b.outer, FIONREAD, &binq);
         fprintf(stderr, "  a.inner inq %d h2o input %zu b.inner queued %lld outq %d b.outer inq %d\n", inq,
                 pairs[i].a.sock->input->size, (long long)gg_bpf_queued(pairs[i].b.inner), outq, binq);
-        for (uint32_t k = 0; k < GG_BPF_MAX_FLOWS; k++) {
-            struct gg_bpf_flow *f = gg_bpf_flow_at(k);
-            if (f->cookie[0] == ck)
-                fprintf(stderr, "  flow %u: mode %u/%u bytes %llu/%llu pass %llu/%llu user %llu/%llu stalls %u/%u\n", k, f->mode[0],
-                        f->mode[1], f->bytes[0], f->bytes[1], f->pass_bytes[0], f->pass_bytes[1], f->user_bytes[0],
-                        f->user_bytes[1], f->stalls[0], f->stalls[1]);
-        }
+        struct gg_bpf_flow *f = flow_of(cookie_of(pairs[i].a.inner));
+        if (f != NULL)
+            fprintf(stderr, "  flow: mode %u/%u bytes %llu/%llu pass %llu/%llu user %llu/%llu stalls %u/%u\n", f->mode[0],
+                    f->mode[1], f->bytes[0], f->bytes[1], f->pass_bytes[0], f->pass_bytes[1], f->user_bytes[0], f->user_bytes[1],
+                    f->stalls[0], f->stalls[1]);
     }
     fprintf(stderr, "stress: %d tunnels finished, %d spliced, %d corrupted, %d miscounted\n", finished, spliced, bad, lost);
     CHECK_EQ_INT(finished, runs);
